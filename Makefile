@@ -1,0 +1,36 @@
+# The two commands of the course (see README.md):
+#   make course   set up, then run every notebook headless and write runs/<date>/summary.md
+#   make test     set up, then run the unit tests and every notebook in the smoke profile
+# Both create the virtual environment .venv on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# The notebooks' kernel is "python3" from the venv: put its bin first on PATH.
+export PATH := $(BIN):$(PATH)
+# Local copies of MNIST and CIFAR-10 beside the repo, when present (never copied into it).
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
+export COURSE_DATA_DIRS ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+
+.PHONY: course test setup lab benchmark clean-runs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+course: setup
+	$(BIN)/python -m course_utils.run_course $(if $(PROFILE),--profile $(PROFILE),)
+
+test: setup
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+benchmark: setup
+	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python benchmarks/surgery_speed.py

@@ -1,0 +1,221 @@
+"""The papers' networks, sized for small images, each with a width multiplier.
+
+Every forward pass flattens with `flatten(1)`, never with a hard-coded size, so that
+surgery can shrink the last convolution and fix the first linear layer after it
+(paper 05, Figure 2). `build_model(name, ...)` is the one entry point notebooks use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                512, 512, 512, "M")
+
+
+def scaled(channels: int, width: float) -> int:
+    """`channels` times `width`, rounded, and at least 1."""
+    return max(1, round(channels * width))
+
+
+def he_init_convs(model: nn.Module) -> None:
+    """He (Kaiming) initialisation of the convolutions: without batch norm, PyTorch's default
+    init leaves five stacked ReLU convolutions' signal so small that short training never
+    leaves chance level. (Linear layers keep the default: He init there makes it diverge.)"""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+
+
+def _check_width(width: float) -> None:
+    if not width > 0:
+        raise ValueError(f"width multiplier must be positive (1.0 is the paper's width), "
+                         f"got {width}")
+
+
+class AlexNet28(nn.Module):
+    """Paper 01's AlexNet for 28 x 28 digits: five convolutions and three linear layers.
+
+    Kept from AlexNet: ReLU, overlapping 3 x 3 max pooling with stride 2, dropout in the
+    classifier, the 64-192-384-256-256 filter progression (times `width`). Changed for
+    28 x 28 inputs: 5 x 5 and 3 x 3 kernels at stride 1 instead of 11 x 11 at stride 4,
+    and no local response normalisation. The last convolution ("features.10") has 256
+    filters at width 1: the paper's 64 groups of 4.
+    """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 10, in_channels: int = 1,
+                 hidden: int = 2048):
+        super().__init__()
+        _check_width(width)
+        c1, c2, c3, c4, c5 = (scaled(c, width) for c in (64, 192, 384, 256, 256))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),                                    # 28 -> 13
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),                                    # 13 -> 6
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),                                    # 6 -> 2
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+        he_init_convs(self)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class VGG16(nn.Module):
+    """VGG-16 with batch norm for 32 x 32 images.
+
+    head="fc": the fifth pooling leaves 1 x 1, then Linear-ReLU-Linear (the usual CIFAR
+    VGG). head="gap": the fifth pooling is replaced by global average pooling and a
+    single Linear layer (paper 03's setup).
+    """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 10, in_channels: int = 3,
+                 head: str = "fc"):
+        super().__init__()
+        _check_width(width)
+        if head not in ("fc", "gap"):
+            raise ValueError(f"unknown VGG head {head!r}; choose 'fc' or 'gap'")
+        layers, channels = [], in_channels
+        layout = VGG16_LAYOUT if head == "fc" else VGG16_LAYOUT[:-1]
+        for item in layout:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                continue
+            out = scaled(item, width)
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            channels = out
+        if head == "gap":
+            layers.append(nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = (nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True),
+                                         nn.Linear(channels, num_classes))
+                           if head == "fc" else nn.Linear(channels, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3 x 3 convolutions and a shortcut: the residual add that couples channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for 32 x 32 images: a 3 x 3 stem at stride 1, no max pooling."""
+
+    def __init__(self, width: float = 1.0, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        _check_width(width)
+        stages = [scaled(c, width) for c in (64, 128, 256, 512)]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stages[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(stages[0]), nn.ReLU(inplace=True))
+        blocks, channels = [], stages[0]
+        for index, out in enumerate(stages):
+            stride = 1 if index == 0 else 2
+            blocks += [BasicBlock(channels, out, stride), BasicBlock(out, out, 1)]
+            channels = out
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
+
+
+def adapt_torchvision(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """torchvision's resnet50, densenet121 or squeezenet1_1, for 10 classes and 32 x 32.
+
+    The stem is replaced by a 3 x 3 convolution at stride 1 and the first max pooling
+    removed (small images would otherwise shrink to nothing), and the classifier sized
+    to `num_classes`. Weights are random: ImageNet weights belong to 224 x 224 stems.
+    """
+    import torchvision.models as tvm
+
+    if name == "resnet50":
+        model = tvm.resnet50(weights=None)
+        model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    elif name == "densenet121":
+        model = tvm.densenet121(weights=None)
+        model.features.conv0 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        model.features.pool0 = nn.Identity()
+        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    elif name == "squeezenet1_1":
+        model = tvm.squeezenet1_1(weights=None, num_classes=num_classes)
+        model.features[0] = nn.Conv2d(in_channels, 64, 3, 1, 1)
+    else:
+        raise ValueError(f"unknown torchvision model {name!r}; choose resnet50, densenet121 "
+                         f"or squeezenet1_1")
+    return model
+
+
+@torch.no_grad()
+def layer_outputs(model: nn.Module, images: torch.Tensor, names: list[str]) -> dict:
+    """The outputs of the named submodules for `images` (one forward pass, eval mode)."""
+    captured, hooks = {}, []
+    for name in names:
+        def keep(module, inputs, output, name=name):
+            captured[name] = output.detach()
+        hooks.append(model.get_submodule(name).register_forward_hook(keep))
+    was_training = model.training
+    try:
+        model.eval()
+        model(images)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return captured
+
+
+COURSE_MODELS = {
+    "alexnet": AlexNet28,
+    "vgg16": lambda **kw: VGG16(head="fc", **kw),
+    "vgg16_gap": lambda **kw: VGG16(head="gap", **kw),
+    "resnet18": ResNet18,
+}
+TORCHVISION_MODELS = ("resnet50", "densenet121", "squeezenet1_1")
+
+
+def build_model(name: str, width: float = 1.0, num_classes: int = 10,
+                in_channels: int = 3) -> nn.Module:
+    """A course model by name: alexnet, vgg16, vgg16_gap, resnet18 (with `width`), or the
+    adapted torchvision resnet50, densenet121, squeezenet1_1 (full width only)."""
+    if name in COURSE_MODELS:
+        return COURSE_MODELS[name](width=width, num_classes=num_classes,
+                                   in_channels=in_channels)
+    if name in TORCHVISION_MODELS:
+        _check_width(width)
+        if width != 1.0:
+            raise ValueError(f"{name} comes from torchvision at its own width; pass width=1.0 "
+                             f"and reduce it with surgery instead")
+        return adapt_torchvision(name, num_classes, in_channels)
+    raise ValueError(f"unknown model {name!r}; choose one of "
+                     f"{', '.join([*COURSE_MODELS, *TORCHVISION_MODELS])}")

@@ -1,0 +1,81 @@
+"""Shared figures: one function per kind of picture the notebooks draw."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from .data import ImageData
+
+
+def show_samples(data: ImageData, per_class: int = 8, title: str | None = None):
+    """A grid: one row per class, `per_class` images of it."""
+    classes = range(data.num_classes)
+    figure, axes = plt.subplots(len(classes), per_class,
+                                figsize=(per_class * 0.9, len(classes) * 0.95))
+    for row, label in enumerate(classes):
+        images = data.images[data.labels == label][:per_class].cpu()
+        for column in range(per_class):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(images):
+                image = images[column].permute(1, 2, 0).squeeze(-1)
+                axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        axes[row, 0].set_title(data.classes[label], fontsize=8, loc="left", pad=2)
+    figure.suptitle(title or f"{data.label}: {per_class} {data.split} images per class")
+    figure.tight_layout()
+    return figure
+
+
+def plot_losses(histories: dict, title: str = "training loss", smooth: int = 10):
+    """Training loss per step (a running mean over `smooth` steps), one line per history."""
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for name, history in histories.items():
+        losses = torch.tensor(history.step_loss)
+        if len(losses) >= smooth:
+            losses = losses.unfold(0, smooth, 1).mean(1)
+        axis.plot(losses, label=name)
+    axis.set(xlabel="step", ylabel="cross-entropy", title=title)
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_per_class(accuracies: dict, title: str = "test accuracy per class"):
+    """Bars of accuracy (%) per class, one panel per model: {name: (class names, accuracies)}."""
+    figure, axes = plt.subplots(1, len(accuracies), figsize=(4.2 * len(accuracies), 3),
+                                squeeze=False)
+    for axis, (name, (classes, values)) in zip(axes[0], accuracies.items()):
+        axis.bar(range(len(classes)), [100 * v for v in values])
+        axis.set_xticks(range(len(classes)), classes, rotation=60, fontsize=8)
+        axis.set(ylim=(0, 100), ylabel="accuracy %", title=name)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def show_filter(weights: torch.Tensor, feature_map: torch.Tensor, image: torch.Tensor,
+                title: str):
+    """A filter's weights (averaged over input channels), the input image, and the map the
+    filter produced from it."""
+    figure, axes = plt.subplots(1, 3, figsize=(7.5, 2.6))
+    panels = [(weights.mean(0), "weights (mean over inputs)", "RdBu_r"),
+              (image, "input image", "gray"), (feature_map, "its feature map", "viridis")]
+    for axis, (picture, name, colours) in zip(axes, panels):
+        picture = picture.detach().float().cpu()
+        if picture.ndim == 3:
+            picture = picture.permute(1, 2, 0).squeeze(-1)
+            if picture.ndim == 3:  # colour image: back to [0, 1] for display
+                picture = (picture - picture.min()) / (picture.max() - picture.min() + 1e-8)
+        if colours == "RdBu_r":
+            bound = picture.abs().max().item() or 1.0
+            shown = axis.imshow(picture, cmap=colours, vmin=-bound, vmax=bound)
+        else:
+            shown = axis.imshow(picture, cmap=colours if picture.ndim == 2 else None)
+        if picture.ndim == 2 and colours != "gray":
+            figure.colorbar(shown, ax=axis, fraction=0.046)
+        axis.set_title(name, fontsize=9)
+        axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,92 @@
+"""The course's main job: run every notebook headless and summarise what each found.
+
+    python -m course_utils.run_course [--profile auto] [--out runs/<date>]
+
+Each notebook in notebooks/ runs under papermill with its PROFILE set, in a fresh
+kernel; the executed copy and the notebook's results JSON go to the output folder,
+and summary.md gathers one row per notebook from those JSON files. A failing notebook
+is recorded and the others still run; the exit status says whether all succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .results import load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def course_notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebook(notebook: Path, out: Path, profile: str, **parameters) -> dict:
+    """Execute one notebook with papermill; returns its status and wall time."""
+    import papermill
+
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(out / notebook.name), cwd=str(notebook.parent),
+            parameters=dict(PROFILE=profile, RESULTS_FILE=str(out / f"{notebook.stem}.json"),
+                            **parameters),
+            kernel_name="python3", progress_bar=False)
+        status = "ok"
+    except Exception as error:  # a failed cell: keep going, report it
+        status = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1]}"
+    return dict(notebook=notebook.stem, status=status,
+                seconds=round(time.perf_counter() - start, 1))
+
+
+def write_summary(out: Path, runs: list[dict]) -> Path:
+    """summary.md: a row per notebook, its status and time, and the headline numbers it saved."""
+    results = {r["notebook"]: r for r in load_results(out)}
+    lines = ["# Course run", "",
+             f"Run on {datetime.datetime.now():%Y-%m-%d %H:%M} in {out}.", "",
+             "| notebook | status | profile | dataset | wall time | headline numbers |",
+             "|---|---|---|---|---|---|"]
+    for run in runs:
+        result = results.get(run["notebook"], {})
+        headline = ", ".join(f"{k}: {v}" for k, v in result.get("headline", {}).items())
+        lines.append(f"| {run['notebook']} | {run['status']} | {result.get('profile', '')} | "
+                     f"{result.get('dataset', '')} | {run['seconds']:.0f} s | {headline} |")
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    (out / "runs.json").write_text(json.dumps(runs, indent=2))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=os.environ.get("COURSE_PROFILE", "auto"),
+                        help="smoke, quick, paper or auto (default: $COURSE_PROFILE or auto)")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "runs" / f"{datetime.datetime.now():%Y-%m-%d_%H%M%S}")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="notebook name prefixes to run, e.g. 00 03 (default: all)")
+    args = parser.parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"{args.out} already holds a run; choose another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    notebooks = [nb for nb in course_notebooks()
+                 if not args.only or any(nb.name.startswith(p) for p in args.only)]
+    runs = []
+    for notebook in notebooks:
+        print(f"running {notebook.name} (profile {args.profile}) ...", flush=True)
+        runs.append(run_notebook(notebook, args.out, args.profile))
+        print(f"  {runs[-1]['status']} in {runs[-1]['seconds']:.0f} s", flush=True)
+    summary = write_summary(args.out, runs)
+    print(summary.read_text())
+    return 0 if all(run["status"] == "ok" for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,590 @@
+"""Physical removal of convolution filters, driven by the model's execution graph.
+
+`ModelGraph(model, example_input)` traces the model with torch.fx and follows every
+convolution's output channels through the graph: through activations, pooling and
+dropout unchanged; into a BatchNorm, the next convolution's input channels, a depthwise
+convolution (which ties its input channels to its output channels), or, after a
+flatten, a Linear layer's columns; across `torch.cat` at an offset; and across an
+elementwise add or multiply, which ties the channels of every producer feeding it
+into one *coupled group* (a residual connection). A group may be pruned unless its
+channels reach the network's output, meet an operation surgery does not understand,
+or pass through a hard-coded reshape.
+
+`remove_filters(model, example_input, plan)` then removes the planned channels from
+every member and consumer of their group, in place. `mask_filters` zeroes them instead
+and keeps every shape: same outputs, no saving.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+
+class SurgeryError(ValueError):
+    """A removal that cannot be done, saying why and what to change."""
+
+
+# ---------------------------------------------------------------- what passes channels through
+
+CHANNELWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Sigmoid,
+    nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish,
+    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
+    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)
+_F = nn.functional
+CHANNELWISE_FUNCTIONS = {
+    torch.relu, torch.relu_, _F.relu, _F.relu6, _F.leaky_relu, _F.elu, _F.gelu, _F.silu,
+    _F.hardswish, _F.hardsigmoid, _F.hardtanh, torch.sigmoid, torch.tanh, _F.dropout,
+    _F.max_pool2d, _F.avg_pool2d, _F.adaptive_avg_pool2d, _F.adaptive_max_pool2d,
+    operator.neg,
+}
+CHANNELWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float",
+                       "to", "type_as", "detach"}
+JOINING = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
+           torch.add, torch.mul, torch.sub, "add", "add_", "mul", "mul_", "sub", "sub_"}
+NOT_TENSORS = {"size", "dim"}  # methods whose result carries no channels
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of `length` consecutive channels produced by one channel source."""
+
+    source: int
+    length: int | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each channel of a tensor comes from, in order.
+
+    `spatial` is None while channels are dimension 1 of an N x C x H x W tensor; after a
+    flatten it is the number of features each channel became (H * W), channel-major.
+    """
+
+    segments: tuple[Segment, ...]
+    spatial: int | None = None
+
+    @property
+    def flattened(self) -> bool:
+        return self.spatial is not None
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be removed together: one producer, or all those an add ties."""
+
+    index: int
+    convs: list[str]  # every conv whose filters are these channels (depthwise ones included)
+    channels: int | None
+    prunable: bool
+    reason: str | None  # why not, when not prunable
+
+
+@dataclass
+class _Consumer:
+    module: str
+    kind: str  # "conv", "depthwise", "batchnorm" or "linear"
+    layout: Layout
+
+
+@dataclass
+class _Source:
+    conv: str | None  # the conv producing it, None for the network input
+    reasons: list[str] = field(default_factory=list)
+
+
+class _RecordingTracer(torch.fx.Tracer):
+    """A tracer that remembers which module it is inside, to name it when tracing fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_in: str | None = None  # the innermost module whose forward raised
+
+    def call_module(self, module, forward, args, kwargs):
+        try:
+            return super().call_module(module, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = self.path_of_module(module)
+            raise
+
+
+def trace(model: nn.Module) -> torch.fx.GraphModule:
+    """The model's torch.fx graph (sharing the model's modules), or a SurgeryError naming
+    the module whose forward cannot be traced."""
+    tracer = _RecordingTracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as error:
+        where = tracer.failed_in
+        module = model.get_submodule(where) if where else model
+        raise SurgeryError(
+            f"torch.fx cannot trace {where or 'the model forward'!r} "
+            f"({type(module).__name__}): {error}. "
+            f"Surgery needs a forward without Python control flow on tensor values; rewrite "
+            f"that forward, or prune this model by masking.") from error
+    return torch.fx.GraphModule(model, graph)
+
+
+def split_model(model: nn.Module, layer: str):
+    """Cut the model after `layer`: `front(x)` returns that layer's output and `back(z)`
+    the model's output computed from it, so work before the cut can be cached and reused.
+    Refused when a later node reads an earlier tensor (a skip connection over the cut)."""
+    module = trace(model)
+    nodes = list(module.graph.nodes)
+    cut = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
+    if cut is None:
+        raise SurgeryError(f"no module called {layer!r} is used in the model's forward")
+    before = set(nodes[:nodes.index(cut) + 1])
+    front, back = torch.fx.Graph(), torch.fx.Graph()
+    copied: dict = {}
+    for node in nodes[:nodes.index(cut) + 1]:
+        copied[node] = front.node_copy(node, lambda n: copied[n])
+    front.output(copied[cut])
+    copied = {cut: back.placeholder("features")}
+    for node in nodes[nodes.index(cut) + 1:]:
+        skipped = [n.name for n in node.all_input_nodes if n in before and n is not cut]
+        if skipped:
+            raise SurgeryError(f"{node.name} reads {skipped}, computed before {layer}: the "
+                               f"model cannot be cut there")
+        copied[node] = back.node_copy(node, lambda n: copied[n])
+    return torch.fx.GraphModule(model, front), torch.fx.GraphModule(model, back)
+
+
+class ModelGraph:
+    """The coupled channel groups of a model's convolutions and who consumes them.
+
+    With `example_input`, shapes are propagated (one forward pass in eval mode, no
+    gradient, running statistics untouched) so that channel counts and the features each
+    channel becomes after a flatten are known; `remove_filters` needs that. Without it,
+    the grouping is still found (enough for `mask_filters`).
+    """
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None):
+        self.model = model
+        self.module = trace(model)
+        self.modules = dict(model.named_modules())
+        if example_input is not None:
+            _propagate_shapes(self.module, model, example_input)
+        self._parent: list[int] = []
+        self._sources: list[_Source] = []
+        self.consumers: list[_Consumer] = []
+        self._conv_segment: dict[str, Segment] = {}
+        self._walk()
+        self.groups = self._collect_groups()
+        self._group_of_conv = {conv: group for group in self.groups for conv in group.convs}
+
+    # ---- union-find over channel sources
+
+    def _new_source(self, conv: str | None, reason: str | None = None) -> int:
+        self._parent.append(len(self._parent))
+        self._sources.append(_Source(conv, [reason] if reason else []))
+        return len(self._parent) - 1
+
+    def _find(self, source: int) -> int:
+        while self._parent[source] != source:
+            self._parent[source] = self._parent[self._parent[source]]
+            source = self._parent[source]
+        return source
+
+    def _union(self, a: int, b: int) -> None:
+        a, b = self._find(a), self._find(b)
+        if a != b:
+            self._parent[b] = a
+            self._sources[a].reasons += self._sources[b].reasons
+
+    def _forbid(self, layouts, reason: str) -> None:
+        for layout in layouts:
+            for segment in layout.segments:
+                root = self._sources[self._find(segment.source)]
+                if reason not in root.reasons:
+                    root.reasons.append(reason)
+
+    # ---- the walk
+
+    def _walk(self) -> None:
+        layouts: dict[torch.fx.Node, Layout] = {}
+        uses = Counter(n.target for n in self.module.graph.nodes if n.op == "call_module")
+        for node in self.module.graph.nodes:
+            inputs = [layouts[n] for n in _input_nodes(node) if n in layouts]
+            if node.op == "placeholder":
+                source = self._new_source(None, "they are the network's input")
+                layouts[node] = Layout((Segment(source, _channels(node)),))
+            elif node.op == "output":
+                self._forbid(inputs, "they reach the network's output")
+            elif node.op == "call_module":
+                layout = self._module_node(node, inputs, uses[node.target] > 1)
+                if layout is not None:
+                    layouts[node] = layout
+            elif node.op in ("call_function", "call_method"):
+                layout = self._function_node(node, layouts, inputs)
+                if layout is not None:
+                    layouts[node] = layout
+            elif inputs:  # get_attr never carries conv channels; anything else is unknown
+                self._forbid(inputs, f"they meet {node.op} {node.target}")
+
+    def _module_node(self, node, inputs, reused: bool) -> Layout | None:
+        name, module = node.target, self.modules[node.target]
+        layout = inputs[0] if inputs else None
+        has_weights = any(True for _ in module.parameters(recurse=False))
+        if reused and has_weights and inputs:
+            self._forbid(inputs, f"module {name} is called more than once")
+        if isinstance(module, nn.Conv2d):
+            return self._conv_node(name, module, layout, reused)
+        if layout is None:
+            return None
+        if isinstance(module, nn.BatchNorm2d) and not layout.flattened:
+            self.consumers.append(_Consumer(name, "batchnorm", layout))
+            return layout
+        if isinstance(module, CHANNELWISE_MODULES):
+            return layout
+        if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+            return _flatten(layout, node)
+        if isinstance(module, nn.Linear) and layout.flattened:
+            self.consumers.append(_Consumer(name, "linear", layout))
+            return None
+        self._forbid(inputs, f"they meet {type(module).__name__} {name}, which surgery "
+                             f"does not know how to shrink")
+        return None
+
+    def _conv_node(self, name, conv: nn.Conv2d, layout: Layout | None, reused: bool):
+        if layout is not None and conv.groups == 1:
+            self.consumers.append(_Consumer(name, "conv", layout))
+        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        if depthwise and layout is not None and not reused:
+            self.consumers.append(_Consumer(name, "depthwise", layout))
+            if len(layout.segments) == 1:
+                self._conv_segment[name] = layout.segments[0]
+            return layout
+        reason = None
+        if conv.groups > 1:
+            reason = f"{name} is a grouped convolution"
+            if layout is not None:
+                self._forbid([layout], reason)
+        if reused:
+            reason = f"module {name} is called more than once"
+        segment = Segment(self._new_source(name, reason), conv.out_channels)
+        self._conv_segment[name] = segment
+        return Layout((segment,))
+
+    def _function_node(self, node, layouts, inputs) -> Layout | None:
+        target = node.target
+        if not inputs or target in NOT_TENSORS or target is getattr:
+            return None
+        first = layouts.get(node.args[0]) if node.args else None
+        if target in CHANNELWISE_FUNCTIONS or target in CHANNELWISE_METHODS:
+            if first is not None and len(inputs) == 1:
+                return first
+        elif target in JOINING:
+            return self._join(node, inputs)
+        elif target is torch.cat:
+            return self._concatenate(node, layouts)
+        elif target in (torch.flatten, "flatten"):
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            if first is not None and start == 1 and end == -1:
+                return _flatten(first, node)
+        elif target in ("view", "reshape", torch.reshape):
+            return self._reshape(node, first, inputs)
+        elif target in ("mean", torch.mean, "sum", torch.sum, "amax", torch.amax):
+            reduced = _spatial_reduction(node, first)
+            if reduced is not None:
+                return reduced
+        self._forbid(inputs, f"they meet {_describe(node)}, which surgery does not "
+                             f"understand")
+        return None
+
+    def _join(self, node, inputs) -> Layout | None:
+        tensors = [a for a in _input_nodes(node)]
+        if len(inputs) != len(tensors):
+            self._forbid(inputs, f"{_describe(node)} combines them with a tensor that is "
+                                 f"not a convolution's output")
+            return None
+        first = inputs[0]
+        for other in inputs[1:]:
+            lengths = [s.length for s in first.segments]
+            if lengths != [s.length for s in other.segments] or first.spatial != other.spatial:
+                self._forbid(inputs, f"{_describe(node)} adds tensors concatenated differently")
+                return None
+            for a, b in zip(first.segments, other.segments):
+                self._union(a.source, b.source)
+        return first
+
+    def _concatenate(self, node, layouts) -> Layout | None:
+        parts = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        part_layouts = [layouts.get(p) for p in parts]
+        known = [p for p in part_layouts if p is not None]
+        rank = len(_shape(node) or (0, 0, 0, 0))
+        if dim in (1, 1 - rank) and len(known) == len(parts) and all(
+                not p.flattened for p in known):
+            return Layout(tuple(s for p in known for s in p.segments))
+        self._forbid(known, f"{_describe(node)} concatenates them in a way surgery does not "
+                            f"follow")
+        return None
+
+    def _reshape(self, node, first, inputs) -> Layout | None:
+        dims = node.args[1:]
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if first is not None and len(dims) == 2 and dims[1] == -1:
+            return _flatten(first, node)
+        if first is not None and len(dims) == 2 and isinstance(dims[1], int):
+            self._forbid(inputs, f"the forward hard-codes the flattened size in "
+                                 f"{node.target}(..., {dims[1]}); write x.flatten(1) or "
+                                 f"x.view(x.size(0), -1) instead so the layer can be reduced "
+                                 f"(paper 05, Figure 2)")
+            return None
+        self._forbid(inputs, f"they meet {_describe(node)}, a reshape surgery does not follow")
+        return None
+
+    # ---- results
+
+    def _collect_groups(self) -> list[ChannelGroup]:
+        members: dict[int, list[str]] = defaultdict(list)
+        order: list[int] = []
+        for name, segment in self._conv_segment.items():
+            root = self._find(segment.source)
+            if root not in members:
+                order.append(root)
+            members[root].append(name)
+        groups = []
+        for index, root in enumerate(order):
+            reasons = self._sources[root].reasons
+            lengths = {self._conv_segment[name].length for name in members[root]}
+            groups.append(ChannelGroup(index, members[root], lengths.pop() if len(lengths) == 1
+                                       else None, not reasons, "; ".join(reasons) or None))
+        return groups
+
+    def group_of(self, conv: str) -> ChannelGroup:
+        """The coupled group whose channels are the output channels of `conv`."""
+        if conv not in self._group_of_conv:
+            convs = [c for g in self.groups if g.prunable for c in g.convs]
+            hint = ", ".join(convs[:6]) + (", ..." if len(convs) > 6 else "")
+            raise SurgeryError(f"no convolution named {conv!r} in this model; prunable ones "
+                               f"are: {hint or 'none'}")
+        return self._group_of_conv[conv]
+
+    def prunable_convs(self) -> list[str]:
+        """One representative conv per prunable group (its first member)."""
+        return [group.convs[0] for group in self.groups if group.prunable]
+
+    def resolve(self, plan: Mapping[str, Sequence[int]]) -> dict[int, list[int]]:
+        """Check a plan and turn it into the sorted channel indices to remove per group."""
+        removed: dict[int, set[int]] = defaultdict(set)
+        for conv, indices in plan.items():
+            group = self.group_of(conv)
+            indices = [int(i) for i in (indices.tolist() if torch.is_tensor(indices)
+                                        else indices)]
+            if not indices:
+                continue
+            if not group.prunable:
+                raise SurgeryError(f"the filters of {conv} cannot be removed: {group.reason}")
+            if len(set(indices)) != len(indices):
+                raise SurgeryError(f"the plan for {conv} repeats a channel index: {indices}")
+            if group.channels is None:
+                raise SurgeryError(f"the channel count of {conv} is unknown; build the graph "
+                                   f"with an example input")
+            bad = [i for i in indices if not 0 <= i < group.channels]
+            if bad:
+                raise SurgeryError(f"{conv} has {group.channels} filters (0 to "
+                                   f"{group.channels - 1}); the plan names {bad}")
+            removed[group.index] |= set(indices)
+        for index, channels in removed.items():
+            group = self.groups[index]
+            if len(channels) >= group.channels:
+                raise SurgeryError(f"the plan removes every filter of {group.convs[0]}; keep at "
+                                   f"least one (to drop a whole layer, change the model)")
+        return {index: sorted(channels) for index, channels in removed.items()}
+
+    def positions(self, layout: Layout, removed: dict[int, list[int]]) -> list[int]:
+        """Indices along a consumer's input channels that the removal deletes."""
+        group_index = {self._find(self._conv_segment[g.convs[0]].source): g.index
+                       for g in self.groups}
+        found, offset = [], 0
+        for segment in layout.segments:
+            index = group_index.get(self._find(segment.source))
+            if index in removed:
+                found += [offset + i for i in removed[index]]
+            if segment.length is None and index in removed:
+                raise SurgeryError("channel offsets unknown; build the graph with an example input")
+            offset += segment.length or 0
+        return found
+
+    def summary(self):
+        """A DataFrame of the groups: members, channels, prunable, and why not."""
+        import pandas as pd
+
+        return pd.DataFrame([dict(group=g.index, convs=", ".join(g.convs), channels=g.channels,
+                                  prunable=g.prunable, reason=g.reason or "")
+                             for g in self.groups]).set_index("group")
+
+
+# ---------------------------------------------------------------- helpers of the walk
+
+
+def _input_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
+    found: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+    return found
+
+
+def _shape(node: torch.fx.Node):
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def _channels(node: torch.fx.Node) -> int | None:
+    shape = _shape(node)
+    return shape[1] if shape is not None and len(shape) > 1 else None
+
+
+def _flatten(layout: Layout, node: torch.fx.Node) -> Layout:
+    if layout.flattened:
+        return layout
+    shape = _shape(node.args[0]) if node.args and isinstance(node.args[0], torch.fx.Node) \
+        else None
+    spatial = 1
+    for size in (shape or (0, 0, -1))[2:]:
+        spatial *= size
+    return Layout(layout.segments, spatial if shape is not None else -1)
+
+
+def _spatial_reduction(node: torch.fx.Node, layout: Layout | None) -> Layout | None:
+    """x.mean((2, 3)) and its kin: channels survive; without keepdim they become features."""
+    if layout is None or layout.flattened:
+        return None
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    if {d % 4 for d in dims} != {2, 3}:
+        return None
+    return layout if keepdim else Layout(layout.segments, 1)
+
+
+def _describe(node: torch.fx.Node) -> str:
+    target = node.target if isinstance(node.target, str) else getattr(
+        node.target, "__name__", str(node.target))
+    return f"{target} ({node.name})"
+
+
+def _propagate_shapes(graph_module, model, example_input) -> None:
+    training = {name: m.training for name, m in model.named_modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(graph_module).propagate(example_input)
+    except Exception as error:
+        raise SurgeryError(f"the example input of shape {tuple(example_input.shape)} does not "
+                           f"run through the model: {error}") from error
+    finally:
+        for name, m in model.named_modules():
+            m.train(training[name])
+
+
+# ---------------------------------------------------------------- the operations
+
+
+def remove_filters(model: nn.Module, example_input: torch.Tensor,
+                   plan: Mapping[str, Sequence[int]]) -> nn.Module:
+    """Remove the planned output channels, and everything coupled to them, in place.
+
+    `plan` maps a conv's qualified name to the indices of the filters to remove. Every
+    member of the conv's coupled group loses the same channels, and every consumer (the
+    next convs, batch norms, a linear layer after a flatten) loses the matching inputs.
+    Parameters are replaced by smaller ones, with any `.grad` sliced alike, and batch-norm
+    running statistics are sliced: an optimizer built before must be built again.
+    """
+    graph = ModelGraph(model, example_input)
+    removed = graph.resolve(plan)
+    if not removed:
+        return model
+    for index, channels in removed.items():
+        for conv in graph.groups[index].convs:
+            module = graph.modules[conv]
+            if module.groups == 1:
+                _shrink(module, ("weight", "bias"), 0, channels, module.out_channels)
+                module.out_channels -= len(channels)
+    for consumer in graph.consumers:
+        positions = graph.positions(consumer.layout, removed)
+        if positions:
+            _shrink_consumer(graph.modules[consumer.module], consumer, positions)
+    return model
+
+
+def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int]) -> None:
+    if consumer.kind == "conv":
+        _shrink(module, ("weight",), 1, positions, module.in_channels)
+        module.in_channels -= len(positions)
+    elif consumer.kind == "depthwise":
+        _shrink(module, ("weight", "bias"), 0, positions, module.out_channels)
+        module.in_channels = module.out_channels = module.groups = (
+            module.out_channels - len(positions))
+    elif consumer.kind == "batchnorm":
+        _shrink(module, ("weight", "bias", "running_mean", "running_var"), 0, positions,
+                module.num_features)
+        module.num_features -= len(positions)
+    else:  # a linear layer after a flatten: each channel is `spatial` consecutive columns
+        spatial = consumer.layout.spatial
+        if spatial is None or spatial < 1:
+            raise SurgeryError(f"the features per channel before {consumer.module} are unknown; "
+                               f"build the graph with an example input")
+        columns = [c * spatial + s for c in positions for s in range(spatial)]
+        _shrink(module, ("weight",), 1, columns, module.in_features)
+        module.in_features -= len(columns)
+
+
+def _shrink(module: nn.Module, names, dim: int, drop: Sequence[int], size: int) -> None:
+    """Replace each named parameter or buffer by itself without the indices `drop` on `dim`."""
+    for name in names:
+        tensor = getattr(module, name, None)
+        if tensor is None:
+            continue
+        keep = _keep_index(size, drop, tensor.device)
+        if isinstance(tensor, nn.Parameter):
+            smaller = nn.Parameter(tensor.detach().index_select(dim, keep).clone(),
+                                   requires_grad=tensor.requires_grad)
+            if tensor.grad is not None:
+                smaller.grad = tensor.grad.index_select(dim, keep).clone()
+            setattr(module, name, smaller)
+        else:
+            module._buffers[name] = tensor.index_select(dim, keep).clone()
+
+
+def _keep_index(size: int, drop: Sequence[int], device) -> torch.Tensor:
+    keep = torch.ones(size, dtype=torch.bool)
+    keep[list(drop)] = False
+    return keep.nonzero().flatten().to(device)
+
+
+@torch.no_grad()
+def mask_filters(model: nn.Module, plan: Mapping[str, Sequence[int]],
+                 example_input: torch.Tensor | None = None) -> nn.Module:
+    """Zero the planned filters (and their coupled group's, and their batch norms' scale and
+    shift) in place, keeping every shape: the outputs of `remove_filters`, none of its savings."""
+    graph = ModelGraph(model, example_input)
+    removed = graph.resolve(plan)
+    for index, channels in removed.items():
+        for conv in graph.groups[index].convs:
+            module = graph.modules[conv]
+            if module.groups == 1:
+                module.weight[channels] = 0
+                if module.bias is not None:
+                    module.bias[channels] = 0
+    for consumer in graph.consumers:
+        if consumer.kind in ("batchnorm", "depthwise"):
+            positions = graph.positions(consumer.layout, removed)
+            module = graph.modules[consumer.module]
+            for name in ("weight", "bias"):
+                if getattr(module, name, None) is not None and positions:
+                    getattr(module, name)[positions] = 0
+    return model

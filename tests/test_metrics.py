@@ -1,0 +1,40 @@
+import torch
+from torch import nn
+
+from course_utils.metrics import (count_flops, count_parameters, measure_latency,
+                                  size_on_disk, summary_table)
+
+
+def small_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 4, 5, stride=1, groups=2), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 10))
+
+
+def test_flops_equal_a_hand_count_of_multiply_adds():
+    x = torch.randn(5, 3, 16, 16)
+    conv1 = 8 * 16 * 16 * (3 * 3 * 3)  # outputs x inputs per output
+    conv2 = 4 * 4 * 4 * (8 // 2 * 5 * 5)  # grouped: each output sees 4 input channels
+    linear = 64 * 10
+    assert count_flops(small_net(), x) == 2 * (conv1 + conv2 + linear)
+
+
+def test_parameters_equal_a_hand_count():
+    expected = (8 * 3 * 9 + 8) + (4 * 4 * 25 + 4) + (64 * 10 + 10)
+    assert count_parameters(small_net()) == expected
+
+
+def test_size_on_disk_holds_every_float():
+    model = small_net()
+    assert 4 * count_parameters(model) <= size_on_disk(model) < 4 * count_parameters(model) + 4096
+
+
+def test_latency_is_measured_and_the_table_has_a_row_per_model():
+    x = torch.randn(1, 3, 16, 16)
+    model = small_net().train()
+    assert 0 < measure_latency(model, x, batch_size=4, repeats=3) < 1
+    assert model.training  # restored
+    table = summary_table({"a": (small_net(), x), "b": (small_net(), x)}, {"a": 0.5}, repeats=3)
+    assert list(table.index) == ["a", "b"] and table.loc["a", "accuracy %"] == 50
+    assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "latency b=64 ms"} <= set(
+        table.columns)

@@ -1,0 +1,54 @@
+"""Every notebook in notebooks/ runs, as stored, in the smoke profile, in a fresh kernel.
+
+The notebooks are found by globbing: a new notebook is tested without touching this file.
+nbval (configured in pyproject.toml) runs them a second time and compares the outputs of
+cells marked NBVAL_CHECK_OUTPUT.
+"""
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from course_utils.run_course import write_summary
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_foundations.ipynb"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_in_the_smoke_profile(notebook, tmp_path):
+    results = tmp_path / "results.json"
+    papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name),
+                               parameters={"PROFILE": "smoke", "RESULTS_FILE": str(results)},
+                               cwd=str(notebook.parent), kernel_name="python3",
+                               progress_bar=False)
+    record = json.loads(results.read_text())
+    assert record["notebook"] == notebook.stem and record["profile"] == "smoke"
+    assert record["headline"], "a notebook reports at least one headline number"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_is_stored_clean(notebook):
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert any("parameters" in c.metadata.get("tags", []) for c in cells), \
+        "a cell tagged 'parameters' lets papermill set PROFILE"
+    for cell in cells:
+        if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" not in cell.source:
+            assert not cell.outputs and cell.execution_count is None, \
+                f"stored outputs in a cell starting {cell.source[:60]!r}"
+
+
+def test_summary_is_built_from_the_results_files(tmp_path):
+    (tmp_path / "00_x.json").write_text(json.dumps(dict(
+        notebook="00_x", profile="smoke", dataset="MNIST", headline={"accuracy": 0.5})))
+    runs = [dict(notebook="00_x", status="ok", seconds=12.0),
+            dict(notebook="01_y", status="failed: KeyError", seconds=3.0)]
+    summary = write_summary(tmp_path, runs).read_text()
+    assert "| 00_x | ok | smoke | MNIST | 12 s | accuracy: 0.5 |" in summary
+    assert "| 01_y | failed: KeyError |" in summary

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from course_utils.profiles import PROFILES, get_profile
+
+
+def test_named_profiles_resolve_to_themselves():
+    for name in ("smoke", "quick", "paper"):
+        assert get_profile(name).name == name
+
+
+def test_smoke_is_the_smallest_and_paper_the_full_run():
+    smoke, quick, paper = PROFILES["smoke"], PROFILES["quick"], PROFILES["paper"]
+    assert smoke.train_size < quick.train_size and paper.train_size is None
+    assert smoke.width < quick.width <= paper.width == 1.0
+    assert smoke.epochs <= quick.epochs <= paper.epochs
+
+
+def test_auto_picks_by_device_and_the_environment_overrides_it(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert get_profile().name == ("paper" if torch.cuda.is_available() else "quick")
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert get_profile("auto").name == "smoke"
+    assert get_profile("paper").name == "paper"  # an explicit choice wins
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "SMOKE"])
+def test_unknown_profile_names_what_is_allowed(bad, monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    with pytest.raises(ValueError, match="smoke, quick, paper"):
+        get_profile(bad)
+
+
+def test_a_bad_environment_value_is_reported(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "tiny")
+    with pytest.raises(ValueError, match="COURSE_PROFILE"):
+        get_profile()

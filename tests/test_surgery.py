@@ -1,0 +1,306 @@
+"""Invariants of layer surgery on the torchvision zoo, the course's models and random nets."""
+
+import copy
+
+import pytest
+import torch
+import torchvision.models as tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from course_utils.metrics import count_flops, count_parameters
+from course_utils.models import build_model
+from course_utils.surgery import (ModelGraph, SurgeryError, mask_filters, remove_filters,
+                                  split_model)
+
+ZOO = {
+    "alexnet": (lambda: tvm.alexnet(weights=None, num_classes=10), (3, 64, 64)),
+    "vgg16_bn": (lambda: tvm.vgg16_bn(weights=None, num_classes=10), (3, 32, 32)),
+    "resnet18": (lambda: tvm.resnet18(weights=None, num_classes=10), (3, 32, 32)),
+    "resnet50": (lambda: tvm.resnet50(weights=None, num_classes=10), (3, 32, 32)),
+    "densenet121": (lambda: tvm.densenet121(weights=None, num_classes=10), (3, 32, 32)),
+    "squeezenet1_1": (lambda: tvm.squeezenet1_1(weights=None, num_classes=10), (3, 64, 64)),
+    "mobilenet_v2": (lambda: tvm.mobilenet_v2(weights=None, num_classes=10), (3, 32, 32)),
+    "course_alexnet": (lambda: build_model("alexnet", 0.25, in_channels=1), (1, 28, 28)),
+    "course_vgg16": (lambda: build_model("vgg16", 0.25), (3, 32, 32)),
+    "course_vgg16_gap": (lambda: build_model("vgg16_gap", 0.25), (3, 32, 32)),
+    "course_resnet18": (lambda: build_model("resnet18", 0.25), (3, 32, 32)),
+}
+
+
+def randomise_batch_norms(model):
+    """Non-trivial running statistics and affine terms, so that slicing them matters."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def random_plan(graph, fraction=0.3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {group.convs[0]: torch.randperm(group.channels, generator=generator)[
+        :max(1, int(fraction * group.channels))].tolist()
+        for group in graph.groups if group.prunable and group.channels > 1}
+
+
+def independent_counts(model, x):
+    """Parameters and FLOPs from the layers' shapes alone (2 FLOPs per multiply-add)."""
+    params = sum(p.numel() for m in model.modules() for p in m.parameters(recurse=False))
+    flops, hooks = [], []
+
+    def conv_flops(module, inputs, output):
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * \
+            module.kernel_size[1]
+        flops.append(2 * output[0].numel() * per_output)
+
+    def linear_flops(module, inputs, output):
+        flops.append(2 * module.in_features * module.out_features)
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(conv_flops))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(linear_flops))
+    with torch.no_grad():
+        model(x[:1])
+    for hook in hooks:
+        hook.remove()
+    return params, sum(flops)
+
+
+@pytest.fixture(scope="module", params=list(ZOO))
+def pruned_case(request):
+    build, shape = ZOO[request.param]
+    torch.manual_seed(0)
+    original = randomise_batch_norms(build())
+    x = torch.randn(4, *shape)
+    graph = ModelGraph(original, x)
+    plan = random_plan(graph)
+    pruned = remove_filters(copy.deepcopy(original), x, plan)
+    return request.param, original, pruned, plan, x
+
+
+def test_pruned_model_equals_original_with_removed_channels_zeroed(pruned_case):
+    name, original, pruned, plan, x = pruned_case
+    masked = mask_filters(copy.deepcopy(original), plan, x)
+    with torch.no_grad():
+        expected, got = masked(x), pruned(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+    with torch.no_grad():  # and masking really changed the model: the test can fail
+        assert not torch.allclose(original(x), expected)
+
+
+def test_counts_drop_and_equal_an_independent_count(pruned_case):
+    name, original, pruned, plan, x = pruned_case
+    params, flops = independent_counts(pruned, x)
+    assert count_parameters(pruned) == params < count_parameters(original)
+    assert count_flops(pruned, x) == flops < count_flops(original, x)
+
+
+def test_torch_pruning_agrees(pruned_case):
+    torch_pruning = pytest.importorskip("torch_pruning")
+    name, original, pruned, plan, x = pruned_case
+    reference = copy.deepcopy(original)
+    dependencies = torch_pruning.DependencyGraph().build_dependency(reference, example_inputs=x)
+    modules = dict(reference.named_modules())
+    for conv, indices in plan.items():
+        group = dependencies.get_pruning_group(modules[conv],
+                                               torch_pruning.prune_conv_out_channels, indices)
+        group.prune()
+    assert count_parameters(reference) == count_parameters(pruned)
+    with torch.no_grad():
+        expected, got = reference(x), pruned(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_pruned_model_still_trains(pruned_case):
+    name, original, pruned, plan, x = pruned_case
+    model = copy.deepcopy(pruned).eval()  # fixed batch-norm statistics: only the step acts
+    labels = torch.arange(len(x)) % 10
+    before = nn.functional.cross_entropy(model(x), labels)
+    before.backward()
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3 / norm.item())  # a short step
+    optimizer.step()
+    with torch.no_grad():
+        assert nn.functional.cross_entropy(model(x), labels) < before
+
+
+# ---------------------------------------------------------------- coupling and bookkeeping
+
+
+def test_a_residual_group_loses_the_same_channels_in_every_member():
+    model = build_model("resnet18", 0.25).eval()
+    x = torch.randn(2, 3, 32, 32)
+    group = ModelGraph(model, x).group_of("stem.0")
+    assert {"layers.0.conv2", "layers.1.conv2"} <= set(group.convs)
+    kept = [c for c in range(group.channels) if c not in (1, 5)]
+    weights = {name: model.get_submodule(name).weight.detach().clone() for name in group.convs}
+    remove_filters(model, x, {"layers.0.conv2": [1, 5]})
+    for name in group.convs:
+        assert torch.equal(model.get_submodule(name).weight, weights[name][kept])
+    assert model.layers[0].conv1.in_channels == group.channels - 2
+
+
+def test_batch_norm_statistics_and_gradients_are_sliced_alike():
+    model = randomise_batch_norms(build_model("vgg16", 0.25))
+    x = torch.randn(2, 3, 32, 32)
+    model(x).sum().backward()
+    conv, bn, following = model.features[0], model.features[1], model.features[3]
+    before = (conv.weight.grad.clone(), bn.running_mean.clone(), following.weight.grad.clone())
+    remove_filters(model, x, {"features.0": [0, 3]})
+    kept = [c for c in range(16) if c not in (0, 3)]
+    assert torch.equal(conv.weight.grad, before[0][kept])
+    assert torch.equal(bn.running_mean, before[1][kept]) and bn.num_features == 14
+    assert torch.equal(following.weight.grad, before[2][:, kept])
+
+
+def test_channels_reaching_the_output_cannot_be_pruned():
+    model = tvm.squeezenet1_1(weights=None, num_classes=10)
+    graph = ModelGraph(model, torch.randn(1, 3, 64, 64))
+    group = graph.group_of("classifier.1")
+    assert not group.prunable and "output" in group.reason
+    with pytest.raises(SurgeryError, match="output"):
+        remove_filters(model, torch.randn(1, 3, 64, 64), {"classifier.1": [0]})
+
+
+class HardCodedView(nn.Module):
+    """Paper 05, Figure 2: the reshape that blocks pruning the last convolution."""
+
+    def __init__(self, flatten_properly=False):
+        super().__init__()
+        self.flatten_properly = flatten_properly
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(2))
+        self.classifier = nn.Linear(16 * 2 * 2, 10)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = x.view(x.size(0), -1) if self.flatten_properly else x.view(x.size(0), 16 * 2 * 2)
+        return self.classifier(x)
+
+
+def test_a_hard_coded_view_is_refused_with_the_fix():
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(SurgeryError, match=r"flatten\(1\)"):
+        remove_filters(HardCodedView(), x, {"features.2": [0, 1]})
+    model = remove_filters(HardCodedView(flatten_properly=True), x, {"features.2": [0, 1]})
+    assert model.classifier.in_features == 14 * 4 and model(x).shape == (2, 10)
+    remove_filters(HardCodedView(), x, {"features.0": [0]})  # earlier layers still reducible
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x) if x.sum() > 0 else -self.conv(x)
+
+
+def test_an_untraceable_module_is_named():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), Untraceable())
+    with pytest.raises(SurgeryError, match=r"'1' \(Untraceable\)"):
+        ModelGraph(model, torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("plan, message", [
+    ({"features.9": [0]}, "no convolution named 'features.9'"),
+    ({"features.0": [0, 0]}, "repeats"),
+    ({"features.0": [16]}, "0 to 15"),
+    ({"features.0": list(range(16))}, "every filter"),
+])
+def test_impossible_plans_say_why(plan, message):
+    model = build_model("vgg16", 0.25)
+    with pytest.raises(SurgeryError, match=message):
+        remove_filters(model, torch.randn(1, 3, 32, 32), plan)
+    assert model.features[0].out_channels == 16  # untouched
+
+
+def test_masking_keeps_shapes_flops_and_parameters():
+    model, x = build_model("vgg16", 0.25).eval(), torch.randn(1, 3, 32, 32)
+    flops, params = count_flops(model, x), count_parameters(model)
+    mask_filters(model, {"features.0": [1, 2]})
+    assert model.features[0].weight[[1, 2]].abs().sum() == 0
+    assert (count_flops(model, x), count_parameters(model)) == (flops, params)
+
+
+# ---------------------------------------------------------------- random networks
+
+
+class RandomNet(nn.Module):
+    """A stack of blocks, each a plain conv, a residual pair or a two-branch concatenation,
+    then a flatten into a linear layer."""
+
+    def __init__(self, blocks, widths, pool):
+        super().__init__()
+        self.kinds, layers, channels = blocks, [], 3
+        for kind, width in zip(blocks, widths):
+            if kind == "conv":
+                layers.append(nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
+                                            nn.BatchNorm2d(width), nn.ReLU()))
+                channels = width
+            elif kind == "residual":
+                layers.append(nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
+                                            nn.BatchNorm2d(width), nn.ReLU(),
+                                            nn.Conv2d(width, channels, 3, padding=1),
+                                            nn.BatchNorm2d(channels)))
+            else:
+                layers.append(nn.ModuleList([nn.Conv2d(channels, width, 1),
+                                             nn.Conv2d(channels, width + 1, 3, padding=1)]))
+                channels = 2 * width + 1
+        self.blocks = nn.ModuleList(layers)
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.head = nn.Linear(channels * pool * pool, 5)
+
+    def forward(self, x):
+        for kind, block in zip(self.kinds, self.blocks):
+            if kind == "residual":
+                x = torch.relu(x + block(x))
+            elif kind == "concat":
+                x = torch.relu(torch.cat([block[0](x), block[1](x)], 1))
+            else:
+                x = block(x)
+        return self.head(self.pool(x).flatten(1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(blocks=st.lists(st.sampled_from(["conv", "residual", "concat"]), min_size=1, max_size=5),
+       widths=st.lists(st.integers(2, 6), min_size=5, max_size=5),
+       pool=st.integers(1, 3), fraction=st.floats(0.1, 0.6), seed=st.integers(0, 100))
+def test_random_networks_prune_like_masking(blocks, widths, pool, fraction, seed):
+    torch.manual_seed(seed)
+    model = randomise_batch_norms(RandomNet(blocks, widths, pool))
+    x = torch.randn(3, 3, 6, 6)
+    graph = ModelGraph(model, x)
+    plan = random_plan(graph, fraction, seed)
+    masked = mask_filters(copy.deepcopy(model), plan, x)
+    pruned = remove_filters(copy.deepcopy(model), x, plan)
+    with torch.no_grad():
+        expected, got = masked(x), pruned(x)
+    assert (got - expected).abs().max() <= 1e-4 * (1 + expected.abs().max())
+    assert count_parameters(pruned) == independent_counts(pruned, x)[0]
+    assert count_parameters(pruned) < count_parameters(model) or not plan
+
+
+def test_a_split_model_computes_the_same_as_the_whole():
+    model, x = build_model("alexnet", 0.25, in_channels=1).eval(), torch.randn(3, 1, 28, 28)
+    front, back = split_model(model, "features.10")
+    with torch.no_grad():
+        features = front(x)
+        assert features.shape[1] == model.features[10].out_channels
+        assert torch.allclose(back(features), model(x))
+
+
+def test_a_split_across_a_skip_connection_is_refused():
+    with pytest.raises(SurgeryError, match="cannot be cut"):
+        split_model(build_model("resnet18", 0.25), "layers.0.conv1")
+    with pytest.raises(SurgeryError, match="no module"):
+        split_model(build_model("resnet18", 0.25), "layers.9")

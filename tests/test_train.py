@@ -1,0 +1,123 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import storage
+from course_utils.data import DATASETS, ImageData
+from course_utils.train import CheckpointMismatch, cached_training, evaluate, fit
+
+
+def blobs(n=512, seed=0):
+    """Ten classes of 4 x 4 images, each class a distinct brightness: easy to learn."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=generator)
+    noise = torch.randint(0, 10, (n, 1, 4, 4), generator=generator)
+    images = (labels.view(n, 1, 1, 1) * 24 + noise).to(torch.uint8)
+    return ImageData(DATASETS["mnist"], "train", images, labels, "synthetic")
+
+
+def tiny_model():
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(128, 10))
+
+
+def test_fit_learns_an_easy_problem():
+    data, model = blobs(), tiny_model()
+    before = evaluate(model, data).loss
+    history = fit(model, data, data, epochs=3, lr=0.05, batch_size=64, progress=False)
+    assert history.epoch_loss[-1] < history.epoch_loss[0] and evaluate(model, data).loss < before
+    assert len(history.step_loss) == 3 * 8 and len(history.val_accuracy) == 3
+
+
+def test_seeded_training_is_reproducible_bit_for_bit():
+    states = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = tiny_model()
+        fit(model, blobs(), epochs=2, lr=0.05, batch_size=32, seed=4, augment=True,
+            progress=False)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+class AlwaysClassTwo(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return nn.functional.one_hot(torch.full((len(x),), 2), 10).float() + 0 * self.unused
+
+
+def test_evaluate_gives_overall_and_per_class_accuracy():
+    data = blobs()
+    result = evaluate(AlwaysClassTwo(), data)
+    share_of_two = (data.labels == 2).float().mean().item()
+    assert result.accuracy == pytest.approx(share_of_two)
+    assert result.per_class[2] == 1 and sum(result.per_class) == 1
+    assert result.predictions.eq(2).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epochs=0, lr=0.1), "epochs"), (dict(epochs=1, lr=0), "lr"),
+    (dict(epochs=1, lr=0.1, schedule="step"), "onecycle, cosine, constant"),
+])
+def test_bad_training_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit(tiny_model(), blobs(), progress=False, **kwargs)
+
+
+class Counter:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        with torch.no_grad():
+            model[0].bias.fill_(self.calls)
+        return {"calls": self.calls}
+
+
+def test_a_checkpoint_is_reused_only_for_its_own_configuration(tmp_path):
+    train = Counter()
+    a, b = dict(model="tiny", lr=0.1), dict(model="tiny", lr=0.2)
+    _, record, loaded = cached_training(a, tiny_model, train, tmp_path)
+    assert (record, loaded, train.calls) == ({"calls": 1}, False, 1)
+    model, record, loaded = cached_training(a, tiny_model, train, tmp_path)
+    assert loaded and train.calls == 1 and model[0].bias[0] == 1
+    _, record, loaded = cached_training(b, tiny_model, train, tmp_path)
+    assert not loaded and record == {"calls": 2}
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_a_file_of_another_configuration_is_never_loaded_nor_overwritten(tmp_path):
+    from course_utils.train import checkpoint_path
+
+    a, b = dict(model="tiny", lr=0.1), dict(model="tiny", lr=0.2)
+    cached_training(a, tiny_model, Counter(), tmp_path)
+    impostor = checkpoint_path(b, tmp_path)
+    impostor.write_bytes(checkpoint_path(a, tmp_path).read_bytes())
+    before = impostor.read_bytes()
+    with pytest.raises(CheckpointMismatch, match="different configuration"):
+        cached_training(b, tiny_model, Counter(), tmp_path)
+    assert impostor.read_bytes() == before
+
+
+def test_a_crash_while_saving_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    storage.atomic_save({"version": 1}, path)
+    before = path.read_bytes()
+
+    def crash(obj, stream):
+        stream.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        storage.atomic_save({"version": 2}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left behind
+    assert torch.load(path, weights_only=True) == {"version": 1}
