@@ -36,7 +36,7 @@ PROFILES = {
     "smoke": Profile("smoke", train_size=4_000, test_size=1_000, calibration_size=128,
                      width=0.25, epochs=2, finetune_epochs=1, batch_size=128, seeds=(0,)),
     "quick": Profile("quick", train_size=20_000, test_size=10_000, calibration_size=512,
-                     width=0.5, epochs=6, finetune_epochs=1, batch_size=128, seeds=(0, 1)),
+                     width=0.25, epochs=4, finetune_epochs=1, batch_size=128, seeds=(0, 1)),
     "paper": Profile("paper", train_size=None, test_size=None, calibration_size=2_048,
                      width=1.0, epochs=30, finetune_epochs=3, batch_size=128,
                      seeds=(0, 1, 2)),

@@ -172,9 +172,11 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
     return model, record, False
 
 
-# Learning rates found to train each course model from scratch in the profiles' budgets.
+# Peak learning rates of the one-cycle schedule for training each model from scratch. The
+# AlexNet uses twice paper 01's 0.01: at 0.01 it reached 98.47% on MNIST in the quick
+# profile's 4 epochs, at 0.02 98.73%.
 BASELINE_RECIPES = {
-    "alexnet": dict(lr=0.01, weight_decay=5e-4),  # the paper's rate
+    "alexnet": dict(lr=0.02, weight_decay=5e-4),
     "vgg16": dict(lr=0.1, weight_decay=5e-4),
     "vgg16_gap": dict(lr=0.1, weight_decay=5e-4),
     "resnet18": dict(lr=0.1, weight_decay=5e-4),
