@@ -16,7 +16,6 @@ export COURSE_DATA_DIRS ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

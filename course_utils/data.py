@@ -324,14 +324,13 @@ def _read_cifar_copy(name: str, split: str, folder: Path):
 def _decode_image_folder(folder: Path):
     """Decode an ImageFolder tree (one folder per class, sorted) into uint8 tensors."""
     import torchvision
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from PIL import Image
 
     dataset = torchvision.datasets.ImageFolder(folder)
     if tuple(dataset.classes) != DATASETS["cifar10"].classes:
         raise DatasetUnavailable(f"{folder} does not hold the ten CIFAR-10 class folders")
-    images = torch.stack([decode_image(read_file(path), mode=ImageReadMode.RGB)
-                          for path, _ in dataset.samples])
-    return images, torch.tensor(dataset.targets)
+    pixels = np.stack([np.asarray(Image.open(path).convert("RGB")) for path, _ in dataset.samples])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.tensor(dataset.targets)
 
 
 def _download(name: str, split: str):

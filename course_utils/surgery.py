@@ -182,6 +182,8 @@ class ModelGraph:
         self._walk()
         self.groups = self._collect_groups()
         self._group_of_conv = {conv: group for group in self.groups for conv in group.convs}
+        self._group_of_root = {self._find(self._conv_segment[g.convs[0]].source): g.index
+                               for g in self.groups}
 
     # ---- union-find over channel sources
 
@@ -304,8 +306,7 @@ class ModelGraph:
         return None
 
     def _join(self, node, inputs) -> Layout | None:
-        tensors = [a for a in _input_nodes(node)]
-        if len(inputs) != len(tensors):
+        if len(inputs) != len(_input_nodes(node)):
             self._forbid(inputs, f"{_describe(node)} combines them with a tensor that is "
                                  f"not a convolution's output")
             return None
@@ -408,11 +409,9 @@ class ModelGraph:
 
     def positions(self, layout: Layout, removed: dict[int, list[int]]) -> list[int]:
         """Indices along a consumer's input channels that the removal deletes."""
-        group_index = {self._find(self._conv_segment[g.convs[0]].source): g.index
-                       for g in self.groups}
         found, offset = [], 0
         for segment in layout.segments:
-            index = group_index.get(self._find(segment.source))
+            index = self._group_of_root.get(self._find(segment.source))
             if index in removed:
                 found += [offset + i for i in removed[index]]
             if segment.length is None and index in removed:

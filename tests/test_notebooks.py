@@ -39,7 +39,12 @@ def test_notebook_is_stored_clean(notebook):
     assert any("parameters" in c.metadata.get("tags", []) for c in cells), \
         "a cell tagged 'parameters' lets papermill set PROFILE"
     for cell in cells:
-        if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" not in cell.source:
+        if cell.cell_type != "code":
+            continue
+        if "NBVAL_CHECK_OUTPUT" in cell.source:
+            assert cell.outputs and cell.execution_count, \
+                "a checked cell keeps its output and execution count (tools/store_notebook.py)"
+        else:
             assert not cell.outputs and cell.execution_count is None, \
                 f"stored outputs in a cell starting {cell.source[:60]!r}"
 

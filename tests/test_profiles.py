@@ -12,7 +12,7 @@ def test_named_profiles_resolve_to_themselves():
 def test_smoke_is_the_smallest_and_paper_the_full_run():
     smoke, quick, paper = PROFILES["smoke"], PROFILES["quick"], PROFILES["paper"]
     assert smoke.train_size < quick.train_size and paper.train_size is None
-    assert smoke.width < quick.width <= paper.width == 1.0
+    assert smoke.width <= quick.width <= paper.width == 1.0
     assert smoke.epochs <= quick.epochs <= paper.epochs
 
 

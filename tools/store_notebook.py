@@ -21,6 +21,7 @@ def store(notebook_path: str, executed_path: str | None = None) -> None:
         cell.outputs = []
         if "NBVAL_CHECK_OUTPUT" in cell.source and cell.id in checked:
             cell.outputs = [o for o in checked[cell.id].outputs if o.get("name") != "stderr"]
+            cell.execution_count = checked[cell.id].execution_count  # nbval skips unrun cells
     nbformat.write(notebook, notebook_path)
 
 
