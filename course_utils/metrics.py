@@ -41,8 +41,11 @@ def size_on_disk(model: nn.Module) -> int:
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
-                    repeats: int = 20, warmup: int = 3) -> float:
-    """Median seconds of a forward pass on a batch of `batch_size` copies of the input."""
+                    repeats: int = 20, warmup: int = 5) -> float:
+    """Median seconds of a forward pass on a batch of `batch_size` copies of the input.
+
+    The warm-up runs let the backend build its kernels and the allocator its buffers for
+    this shape; without them the first model measured at a new batch size looks slower."""
     batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
     was_training = model.training
     model.eval()
@@ -75,6 +78,6 @@ def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
         if latency:
             row["latency b=1 ms"] = 1e3 * measure_latency(model, example_input, 1, repeats)
             row["latency b=64 ms"] = 1e3 * measure_latency(model, example_input, 64,
-                                                           max(3, repeats // 4))
+                                                           max(5, repeats // 2))
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
