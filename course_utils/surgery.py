@@ -118,6 +118,12 @@ class _RecordingTracer(torch.fx.Tracer):
             raise
 
 
+def scored_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
+    """The convolutions that have filters of their own (groups=1), by qualified name."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups == 1}
+
+
 def trace(model: nn.Module) -> torch.fx.GraphModule:
     """The model's torch.fx graph (sharing the model's modules), or a SurgeryError naming
     the module whose forward cannot be traced."""
@@ -135,29 +141,39 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
     return torch.fx.GraphModule(model, graph)
 
 
-def split_model(model: nn.Module, layer: str):
-    """Cut the model after `layer`: `front(x)` returns that layer's output and `back(z)`
-    the model's output computed from it, so work before the cut can be cached and reused.
-    Refused when a later node reads an earlier tensor (a skip connection over the cut)."""
+def split_model(model: nn.Module, *layers: str):
+    """Cut the model after each of `layers` (in forward order): with one layer, `front(x)`
+    returns that layer's output and `back(z)` the model's output computed from it, so work
+    before the cut can be cached and reused; with more, the pieces in between too.
+    Refused when a node reads a tensor from before the previous cut (a skip connection)."""
+    if not layers:
+        raise ValueError("split_model needs at least one layer name to cut after")
     module = trace(model)
     nodes = list(module.graph.nodes)
-    cut = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
-    if cut is None:
-        raise SurgeryError(f"no module called {layer!r} is used in the model's forward")
-    before = set(nodes[:nodes.index(cut) + 1])
-    front, back = torch.fx.Graph(), torch.fx.Graph()
-    copied: dict = {}
-    for node in nodes[:nodes.index(cut) + 1]:
-        copied[node] = front.node_copy(node, lambda n: copied[n])
-    front.output(copied[cut])
-    copied = {cut: back.placeholder("features")}
-    for node in nodes[nodes.index(cut) + 1:]:
-        skipped = [n.name for n in node.all_input_nodes if n in before and n is not cut]
-        if skipped:
-            raise SurgeryError(f"{node.name} reads {skipped}, computed before {layer}: the "
-                               f"model cannot be cut there")
-        copied[node] = back.node_copy(node, lambda n: copied[n])
-    return torch.fx.GraphModule(model, front), torch.fx.GraphModule(model, back)
+    cuts = []
+    for layer in layers:
+        cut = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
+        if cut is None:
+            raise SurgeryError(f"no module called {layer!r} is used in the model's forward")
+        cuts.append(nodes.index(cut))
+    if cuts != sorted(set(cuts)):
+        raise SurgeryError(f"cut after {list(layers)} in the order the forward runs them")
+    pieces, start = [], 0
+    for end in [*cuts, len(nodes) - 1]:
+        graph, copied = torch.fx.Graph(), {}
+        if start:
+            copied[nodes[start - 1]] = graph.placeholder("features")
+        for node in nodes[start:end + 1]:
+            skipped = [n.name for n in node.all_input_nodes if n not in copied]
+            if skipped:
+                raise SurgeryError(f"{node.name} reads {skipped}, computed before "
+                                   f"{nodes[start - 1].target}: the model cannot be cut there")
+            copied[node] = graph.node_copy(node, lambda n: copied[n])
+        if nodes[end].op != "output":
+            graph.output(copied[nodes[end]])
+        pieces.append(torch.fx.GraphModule(model, graph))
+        start = end + 1
+    return tuple(pieces)
 
 
 class ModelGraph:

@@ -2,12 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.criteria import (check_ratio, l1_norm, l2_norm, lowest, mean_activation,
-                                   random_scores, taylor)
+from course_utils.chain import channel_contributions, links, sampled_contributions
+from course_utils.criteria import (check_ratio, globally_lowest, kl_oracle, l1_norm, l2_norm,
+                                   lowest, mean_activation, random_scores, taylor, thinet,
+                                   thinet_order, thinet_scaling)
+from course_utils.models import build_model
+from course_utils.surgery import SurgeryError, split_model
 from course_utils.data import DATASETS, ImageData
 from course_utils.surgery import remove_filters
 
-CRITERIA = [l1_norm, l2_norm, mean_activation, taylor]
+CRITERIA = [l1_norm, l2_norm, mean_activation, taylor, thinet]
 
 
 def calibration(n=48):
@@ -81,3 +85,112 @@ def test_a_ratio_outside_zero_one_is_refused(ratio):
 def test_unknown_layers_are_named():
     with pytest.raises(ValueError, match="no scores for"):
         lowest({"x": torch.ones(4)}, 0.5, layers=["y"])
+
+
+# ---------------------------------------------------------------- oracles (papers 03, 04)
+
+
+def calibrated(name, width=0.125, channels=3, size=32):
+    """A course model at random init whose batch norms hold real statistics, with a sharper
+    classifier, so that removing a filter moves its output measurably."""
+    torch.manual_seed(0)
+    model = build_model(name, width, in_channels=channels)
+    images = torch.randn(64, channels, size, size)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # a cumulative average: the statistics of this batch
+    model.train()
+    with torch.no_grad():
+        model(images)
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        last.weight *= 10
+    return model.eval()
+
+
+def images_like(channels, size, n=40):
+    generator = torch.Generator().manual_seed(1)
+    data = torch.randint(0, 256, (n, channels, size, size), generator=generator,
+                         dtype=torch.uint8)
+    return ImageData(DATASETS["cifar10" if channels == 3 else "mnist"], "val", data,
+                     torch.arange(n) % 10, "synthetic")
+
+
+@pytest.mark.parametrize("name, channels, size", [("vgg16_gap", 3, 32), ("vgg16", 3, 32),
+                                                  ("alexnet", 1, 28)])
+def test_the_fast_kl_oracle_gives_the_naive_scores(name, channels, size):
+    model, data = calibrated(name, channels=channels, size=size), images_like(channels, size)
+    fast = kl_oracle(model, data, batch_size=16, images_per_pass=64)
+    naive = kl_oracle(model, data, batch_size=40, fast=False)
+    assert list(fast) == list(naive) == [link.conv for link in links(model)]
+    for layer in naive:
+        assert naive[layer].max() > 1e-3, "a layer whose filters change nothing tests nothing"
+        assert torch.allclose(fast[layer], naive[layer], atol=1e-5, rtol=1e-4), layer
+
+
+def test_the_kl_oracle_ranks_a_planted_dead_filter_last_and_respects_layers():
+    model, data = net_with_a_dead_filter(dead=3), calibration()
+    scores = kl_oracle(model, data, layers=["0"])
+    assert list(scores) == ["0"] and scores["0"].argmin() == 3 and scores["0"][3] < 1e-7
+    assert (scores["0"][torch.arange(8) != 3] > 1e-6).all()
+    with pytest.raises(ValueError, match="no conv"):
+        kl_oracle(model, data, layers=["conv9"])
+
+
+@pytest.mark.parametrize("name, channels, size", [("vgg16_gap", 3, 32), ("vgg16", 3, 32),
+                                                  ("alexnet", 1, 28)])
+def test_channel_terms_sum_to_the_consumer_output(name, channels, size):
+    model, x = calibrated(name, channels=channels, size=size), torch.randn(3, channels, size, size)
+    for link in links(model):
+        front, middle, _ = split_model(model, link.cut, link.consumer)
+        consumer = model.get_submodule(link.consumer)
+        with torch.no_grad():
+            channels_out = front(x)
+            output = middle(channels_out)
+            if consumer.bias is not None:
+                output = output - consumer.bias.view(-1, *[1] * (output.dim() - 2))
+            terms = channel_contributions(consumer, channels_out, range(link.channels))
+            assert torch.allclose(terms.sum(1), output, atol=1e-4), link
+            sample, target = sampled_contributions(consumer, channels_out, 7,
+                                                   torch.Generator().manual_seed(0))
+        assert sample.shape == (3 * 7, link.channels)
+        # every sampled target is one of the consumer's actual output values
+        gaps = (target[:, None] - output.flatten()[None]).abs().min(1).values
+        assert gaps.max() < 1e-4, link
+
+
+def test_links_refuse_a_residual_network():
+    with pytest.raises(SurgeryError, match="plain chain"):
+        links(build_model("resnet18", 0.125))
+
+
+def planted_reconstruction(kept=(1, 4, 7), channels=10, samples=400):
+    generator = torch.Generator().manual_seed(0)
+    terms = torch.randn(samples, channels, generator=generator)
+    weights = torch.tensor([0.5, 1.5, 2.0])
+    return terms, terms[:, list(kept)] @ weights, list(kept), weights
+
+
+def test_thinet_keeps_the_planted_channels_and_recovers_their_weights():
+    terms, target, kept, weights = planted_reconstruction()
+    order = thinet_order(terms, target)
+    assert sorted(order[-3:].tolist()) == kept and sorted(order.tolist()) == list(range(10))
+    assert torch.allclose(thinet_scaling(terms[:, kept], target), weights, atol=1e-5)
+
+
+def test_thinet_scaling_survives_a_dead_channel():
+    terms, target, kept, weights = planted_reconstruction()
+    terms[:, kept[0]] = 0  # a channel that never fires: singular normal equations
+    scaling = thinet_scaling(terms[:, kept], target)
+    assert torch.isfinite(scaling).all()
+    assert torch.allclose(scaling[1:], weights[1:], atol=0.2)
+
+
+def test_globally_lowest_takes_the_smallest_scores_and_keeps_a_filter_per_layer():
+    scores = {"a": torch.tensor([0.1, 0.9, 0.2]), "b": torch.tensor([0.05, 0.01]),
+              "c": torch.tensor([0.5, 0.6])}
+    assert globally_lowest(scores, 3) == {"b": [1], "a": [0, 2]}
+    plan = globally_lowest(scores, 4)  # b keeps one filter, so the next lowest goes
+    assert plan == {"b": [1], "a": [0, 2], "c": [0]}
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="every layer keeps"):
+            globally_lowest(scores, bad)

@@ -297,6 +297,11 @@ def test_a_split_model_computes_the_same_as_the_whole():
         features = front(x)
         assert features.shape[1] == model.features[10].out_channels
         assert torch.allclose(back(features), model(x))
+        front, middle, back = split_model(model, "features.5", "classifier.1")
+        assert torch.allclose(back(middle(front(x))), model(x))
+        assert middle(front(x)).shape == (3, model.classifier[1].out_features)
+    with pytest.raises(SurgeryError, match="order"):
+        split_model(model, "features.10", "features.5")
 
 
 def test_a_split_across_a_skip_connection_is_refused():
