@@ -14,7 +14,7 @@ from torch import nn
 
 from .chain import channel_contributions, links, sampled_contributions
 from .data import ImageData
-from .surgery import scored_convs, split_model
+from .surgery import remove_filters, scored_convs, split_model
 
 
 def random_scores(model: nn.Module, data: ImageData | None = None, seed: int = 0) -> dict:
@@ -89,6 +89,64 @@ def taylor(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
     return {name: _unit((total / len(data)).abs()) for name, total in sums.items()}
 
 
+def filter_gradient_norms(model: nn.Module, data: ImageData, batches: int = 8,
+                          batch_size: int = 128, seed: int = 0) -> dict:
+    """Paper 04's raw statistic: on `batches` random training mini-batches, the gradient of
+    the loss for each filter's weights, its norm over the kernel per input channel,
+    averaged over input channels. Returns {conv: (batches, filters)}. The weights are not
+    updated and the batch-norm statistics are restored: only the gradients are read."""
+    convs = scored_convs(model)
+    device = next(model.parameters()).device
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    was_training = model.training
+    model.train()  # gradients as training sees them (batch statistics in batch norm)
+    norms = {name: [] for name in convs}
+    try:
+        for index, (images, labels) in enumerate(
+                data.batches(batch_size, shuffle=True, seed=seed, device=device)):
+            if index == batches:
+                break
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(images), labels).backward()
+            for name, conv in convs.items():
+                norms[name].append(conv.weight.grad.flatten(2).norm(dim=2).mean(1))
+    finally:
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(saved[name])
+        model.train(was_training)
+    return {name: torch.stack(rows).cpu() for name, rows in norms.items()}
+
+
+def outlier_votes(norms: dict[str, torch.Tensor], s: float) -> dict:
+    """Per mini-batch, one vote for every filter whose gradient norm exceeds its layer's
+    mean + s x std in that batch; returns the votes per filter."""
+    return {name: (rows > rows.mean(1, keepdim=True) + s * rows.std(1, keepdim=True)).sum(0)
+            for name, rows in norms.items()}
+
+
+def voted_filters(votes: dict[str, torch.Tensor], s: float) -> dict[str, list[int]]:
+    """The second vote: the filters whose vote count exceeds their layer's mean + s x std
+    (at least one filter of each layer stays)."""
+    plan = {}
+    for name, count in votes.items():
+        count = count.float()
+        chosen = (count > count.mean() + s * count.std()).nonzero().flatten()
+        chosen = chosen[count[chosen].argsort(descending=True)][:len(count) - 1]
+        if len(chosen):
+            plan[name] = chosen.tolist()
+    return plan
+
+
+def gradient_outliers(model: nn.Module, data: ImageData, s: float = 1.0, batches: int = 8,
+                      batch_size: int = 128, seed: int = 0) -> dict:
+    """Paper 04's criterion as a score: minus the outlier votes, since the report prunes the
+    filters whose gradients stand out (a large gradient: a filter still far from fitting)."""
+    votes = outlier_votes(filter_gradient_norms(model, data, batches, batch_size, seed), s)
+    return {name: -count.float() for name, count in votes.items()}
+
+
 @torch.no_grad()
 def kl_oracle(model: nn.Module, data: ImageData, batch_size: int = 256,
               images_per_pass: int = 2048, fast: bool = True,
@@ -105,14 +163,16 @@ def kl_oracle(model: nn.Module, data: ImageData, batch_size: int = 256,
     was_training = model.training
     model.eval()
     try:
-        score = _kl_fast if fast else _kl_naive
+        score = kl_layer_fast if fast else kl_layer_naive
         return {link.conv: score(model, link, data, batch_size, images_per_pass).cpu()
                 for link in links(model, layers)}
     finally:
         model.train(was_training)
 
 
-def _kl_fast(model, link, data, batch_size, images_per_pass):
+def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
+    """The KL scores of one link's filters: the front once, the consumer's output minus
+    each filter's term, the rest of the network on many filters at once."""
     front, middle, back = split_model(model, link.cut, link.consumer)
     consumer = model.get_submodule(link.consumer)
     chunk = max(1, images_per_pass // batch_size)
@@ -131,7 +191,9 @@ def _kl_fast(model, link, data, batch_size, images_per_pass):
     return totals / len(data)
 
 
-def _kl_naive(model, link, data, batch_size, images_per_pass):
+def kl_layer_naive(model, link, data, batch_size=256, images_per_pass=None):
+    """The KL scores of one link's filters, as the paper defines them: one forward pass of
+    the whole network per filter, with the filter's channel zeroed where it is final."""
     cut = model.get_submodule(link.cut)
     device = next(model.parameters()).device
     totals = torch.zeros(link.channels, device=device)
@@ -158,48 +220,83 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def thinet(model: nn.Module, data: ImageData, per_image: int = 10, seed: int = 0,
            batch_size: int = 256, layers: list[str] | None = None) -> dict:
-    """ThiNet's greedy channel selection (Luo et al.), as a score: for each conv, sample
-    entries of the next layer's output, then remove, one at a time, the channel whose
-    removal (with those removed before) changes them least. A filter's score is its
-    place in that order, so `lowest(scores, ratio)` is ThiNet's choice at every ratio.
+    """ThiNet's greedy channel selection (Luo et al.; Algorithm 1 of paper 04), as a score:
+    for each conv, sample entries of the next layer's output and each channel's term in
+    them, then grow the kept set one channel at a time, each time taking the channel that
+    best fits what the kept set (least-squares scaled) still misses. A filter's score is
+    how early it joined, so `lowest(scores, ratio)` is ThiNet's choice at every ratio.
     Scores are per layer only: ThiNet prunes layer by layer. `layers` limits the scoring."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
     scores = {}
     try:
         for link in links(model, layers):
-            front, _ = split_model(model, link.cut)
-            consumer = model.get_submodule(link.consumer)
-            terms = torch.cat([
-                sampled_contributions(consumer, front(images), per_image, generator)[0]
-                for images, _ in data.batches(batch_size, device=device)])
-            order = thinet_order(terms, terms.sum(1))
+            terms = _thinet_sample(model, link, data, per_image, generator, batch_size)
+            order = thinet_selection(terms, terms.sum(1)).cpu()
             scores[link.conv] = torch.empty(link.channels).index_put_(
-                (order.cpu(),), torch.arange(link.channels, dtype=torch.float))
+                (order,), torch.arange(link.channels, 0, -1, dtype=torch.float) - 1)
     finally:
         model.train(was_training)
     return scores
 
 
-def thinet_order(terms: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Greedy removal order of ThiNet's Algorithm 1: `terms` (samples, channels) are each
-    channel's contribution and `target` the values to keep; each step removes the channel
-    that leaves the kept channels' sum closest to `target` (squared error)."""
-    terms, target = terms.double(), target.double()
-    residual = target - terms.sum(1)  # target minus the sum of the channels still kept
-    remaining = torch.ones(terms.shape[1], dtype=torch.bool, device=terms.device)
-    order = []
-    for _ in range(terms.shape[1]):
-        # removing channel j changes the residual by + terms[:, j]
-        errors = ((residual[:, None] + terms) ** 2).sum(0)
-        errors[~remaining] = float("inf")
-        chosen = int(errors.argmin())
-        order.append(chosen)
-        remaining[chosen] = False
-        residual += terms[:, chosen]
-    return torch.tensor(order)
+def _thinet_sample(model, link, data, per_image, generator, batch_size) -> torch.Tensor:
+    """Each channel's term at sampled entries of the consumer's output: (samples, channels)."""
+    front, _ = split_model(model, link.cut)
+    consumer = model.get_submodule(link.consumer)
+    device = next(model.parameters()).device
+    return torch.cat([sampled_contributions(consumer, front(images), per_image, generator)[0]
+                      for images, _ in data.batches(batch_size, device=device)])
+
+
+@torch.no_grad()
+def thinet_prune(model: nn.Module, data: ImageData, conv: str, keep: int,
+                 example_input: torch.Tensor, per_image: int = 10, seed: int = 0,
+                 batch_size: int = 256) -> list[int]:
+    """ThiNet on one layer, in place: choose `keep` of the conv's filters (Algorithm 1),
+    remove the others, and fold the least-squares scaling of the kept channels into the
+    consumer's weights, so that its output stays as close as it can to the unpruned one.
+    Returns the kept filters."""
+    link = links(model, [conv])[0]
+    if not 0 < keep <= link.channels:
+        raise ValueError(f"keep must lie between 1 and {link.channels} for {conv}, got {keep}")
+    was_training = model.training
+    model.eval()
+    terms = _thinet_sample(model, link, data, per_image, torch.Generator().manual_seed(seed),
+                           batch_size)
+    kept = thinet_selection(terms, terms.sum(1))[:keep].sort().values
+    scaling = thinet_scaling(terms[:, kept], terms.sum(1))
+    kept = kept.tolist()
+    remove_filters(model, example_input,
+                   {conv: [c for c in range(link.channels) if c not in set(kept)]})
+    consumer = model.get_submodule(link.consumer)
+    columns = consumer.weight.view(consumer.weight.shape[0], len(kept), -1)  # a view: in place
+    columns.mul_(scaling.to(columns.dtype).view(1, -1, 1))
+    model.train(was_training)
+    return kept
+
+
+def thinet_selection(terms: torch.Tensor, target: torch.Tensor,
+                     ridge: float = 1e-8) -> torch.Tensor:
+    """Paper 04's Algorithm 1, run until every channel is chosen: `terms` (samples,
+    channels) are each channel's contribution and `target` the values to rebuild. Each
+    step adds the channel whose least-squares fit best explains the residual of the kept
+    set's own least-squares fit. Returns the channels in the order they were chosen.
+    Works on the Gram matrix, so a step costs a small solve, not a pass over the samples."""
+    x, y = terms.double(), target.double()
+    gram, correlation = x.T @ x, x.T @ y
+    energy = gram.diagonal() + ridge
+    residual_correlation = correlation.clone()  # X^T (y - X_S w), the residual's match
+    chosen: list[int] = []
+    for _ in range(x.shape[1]):
+        # ||r - x_i w_i||^2 at the best w_i is ||r||^2 - (x_i . r)^2 / (x_i . x_i)
+        gain = residual_correlation ** 2 / energy
+        gain[chosen] = -1
+        chosen.append(int(gain.argmax()))
+        weights = _ridge_solve(gram[chosen][:, chosen], correlation[chosen], ridge)
+        residual_correlation = correlation - gram[:, chosen] @ weights
+    return torch.tensor(chosen)
 
 
 def thinet_scaling(kept_terms: torch.Tensor, target: torch.Tensor,
@@ -208,8 +305,12 @@ def thinet_scaling(kept_terms: torch.Tensor, target: torch.Tensor,
     scaled, best rebuild `target`. The ridge (ThiNet's authors use 1e-8) keeps the normal
     equations solvable when two channels' terms are collinear or a channel is all zero."""
     x = kept_terms.double()
-    gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    return torch.linalg.solve(gram, x.T @ target.double()).to(kept_terms.dtype)
+    return _ridge_solve(x.T @ x, x.T @ target.double(), ridge).to(kept_terms.dtype)
+
+
+def _ridge_solve(gram: torch.Tensor, right: torch.Tensor, ridge: float) -> torch.Tensor:
+    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve(gram + ridge * eye, right)
 
 
 def _unit(scores: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", train_size=4_000, test_size=1_000, calibration_size=128,
+    "smoke": Profile("smoke", train_size=4_000, test_size=1_000, calibration_size=64,
                      width=0.25, epochs=2, finetune_epochs=1, batch_size=128, seeds=(0,)),
     "quick": Profile("quick", train_size=20_000, test_size=10_000, calibration_size=512,
                      width=0.25, epochs=4, finetune_epochs=1, batch_size=128, seeds=(0, 1)),

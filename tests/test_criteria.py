@@ -1,12 +1,16 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from course_utils.chain import channel_contributions, links, sampled_contributions
-from course_utils.criteria import (check_ratio, globally_lowest, kl_oracle, l1_norm, l2_norm,
-                                   lowest, mean_activation, random_scores, taylor, thinet,
-                                   thinet_order, thinet_scaling)
-from course_utils.models import build_model
+from course_utils.criteria import (check_ratio, filter_gradient_norms, globally_lowest,
+                                   gradient_outliers, kl_oracle, l1_norm, l2_norm, lowest,
+                                   mean_activation, outlier_votes, random_scores, scored_convs,
+                                   taylor, thinet, thinet_prune, thinet_scaling,
+                                   thinet_selection, voted_filters)
+from course_utils.models import build_model, layer_outputs
 from course_utils.surgery import SurgeryError, split_model
 from course_utils.data import DATASETS, ImageData
 from course_utils.surgery import remove_filters
@@ -172,8 +176,8 @@ def planted_reconstruction(kept=(1, 4, 7), channels=10, samples=400):
 
 def test_thinet_keeps_the_planted_channels_and_recovers_their_weights():
     terms, target, kept, weights = planted_reconstruction()
-    order = thinet_order(terms, target)
-    assert sorted(order[-3:].tolist()) == kept and sorted(order.tolist()) == list(range(10))
+    order = thinet_selection(terms, target)
+    assert sorted(order[:3].tolist()) == kept and sorted(order.tolist()) == list(range(10))
     assert torch.allclose(thinet_scaling(terms[:, kept], target), weights, atol=1e-5)
 
 
@@ -194,3 +198,55 @@ def test_globally_lowest_takes_the_smallest_scores_and_keeps_a_filter_per_layer(
     for bad in (0, 5):
         with pytest.raises(ValueError, match="every layer keeps"):
             globally_lowest(scores, bad)
+
+
+def test_thinet_prune_keeps_the_output_when_it_keeps_every_channel():
+    model, data = calibrated("vgg16"), images_like(3, 32)
+    x = data.tensors()[0][:4]
+    with torch.no_grad():
+        before = model(x)
+    kept = thinet_prune(model, data, "features.3", keep=model.features[3].out_channels,
+                        example_input=x[:1])
+    assert kept == list(range(model.features[3].out_channels))
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer, consumer", [("features.7", "features.10"),
+                                             ("features.40", "classifier.0")])
+def test_thinet_scaling_brings_the_next_layer_closer_than_removal_alone(layer, consumer):
+    model, data = calibrated("vgg16"), images_like(3, 32)
+    x = data.tensors()[0]
+    original = layer_outputs(model, x, [consumer])[consumer]
+    scaled = copy.deepcopy(model)
+    keep = model.get_submodule(layer).out_channels // 2
+    kept = thinet_prune(scaled, data, layer, keep, x[:1], per_image=20)
+    assert len(kept) == keep and scaled.get_submodule(layer).out_channels == keep
+    removed = [c for c in range(model.get_submodule(layer).out_channels) if c not in kept]
+    unscaled = remove_filters(copy.deepcopy(model), x[:1], {layer: removed})
+    error_scaled = (layer_outputs(scaled, x, [consumer])[consumer] - original).square().mean()
+    error_unscaled = (layer_outputs(unscaled, x, [consumer])[consumer] - original).square().mean()
+    assert error_scaled < error_unscaled
+    with pytest.raises(ValueError, match="keep must lie"):
+        thinet_prune(scaled, data, layer, 0, x[:1])
+
+
+def test_gradient_norms_read_gradients_and_change_nothing():
+    model, data = calibrated("vgg16"), images_like(3, 32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    norms = filter_gradient_norms(model, data, batches=3, batch_size=8)
+    assert set(norms) == set(scored_convs(model))
+    assert norms["features.0"].shape == (3, model.features[0].out_channels)
+    assert (norms["features.0"] > 0).all()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
+def test_outlier_votes_find_a_planted_noisy_filter():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.rand(10, 16, generator=generator)
+    rows[:, 5] += 3  # filter 5's gradient stands out in every mini-batch
+    votes = outlier_votes({"conv": rows}, s=1.0)
+    assert votes["conv"][5] == 10 and votes["conv"].sum() < 20
+    assert voted_filters(votes, s=1.0) == {"conv": [5]}
+    assert voted_filters({"conv": torch.zeros(16, dtype=torch.long)}, s=1.0) == {}
