@@ -163,8 +163,8 @@ def kl_oracle(model: nn.Module, data: ImageData, batch_size: int = 256,
     was_training = model.training
     model.eval()
     try:
-        score = kl_layer_fast if fast else kl_layer_naive
-        return {link.conv: score(model, link, data, batch_size, images_per_pass).cpu()
+        return {link.conv: (kl_layer_fast(model, link, data, batch_size, images_per_pass) if fast
+                            else kl_layer_naive(model, link, data, batch_size)).cpu()
                 for link in links(model, layers)}
     finally:
         model.train(was_training)
@@ -191,7 +191,7 @@ def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
     return totals / len(data)
 
 
-def kl_layer_naive(model, link, data, batch_size=256, images_per_pass=None):
+def kl_layer_naive(model, link, data, batch_size=256):
     """The KL scores of one link's filters, as the paper defines them: one forward pass of
     the whole network per filter, with the filter's channel zeroed where it is final."""
     cut = model.get_submodule(link.cut)

@@ -114,6 +114,14 @@ class ImageData:
         return ImageData(self.info, self.split, self.images[index], self.labels[index],
                          self.source)
 
+    def shuffled_parts(self, parts: int, seed: int = 0) -> list[ImageData]:
+        """The images in `parts` disjoint random slices of (nearly) equal size, seeded: one
+        epoch of fine-tuning spread over several pruning steps, a slice per step."""
+        if not (isinstance(parts, int) and 1 <= parts <= len(self)):
+            raise ValueError(f"parts must be a whole number from 1 to {len(self)}, got {parts}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return [self.subset(chunk.to(self.device)) for chunk in order.chunk(parts)]
+
     def of_classes(self, classes) -> ImageData:
         """Only the images whose label is in `classes` (labels keep their original values)."""
         wanted = torch.as_tensor(list(classes), device=self.labels.device)

@@ -99,6 +99,17 @@ def test_each_sample_is_visited_exactly_once_per_epoch():
     assert torch.equal(torch.cat([labels for _, labels in again]), epochs[0])
 
 
+def test_shuffled_parts_cover_every_image_once_and_are_seeded():
+    data = synthetic(1003)
+    parts = data.shuffled_parts(4, seed=1)
+    assert [len(p) for p in parts] == [251, 251, 251, 250]
+    assert torch.equal(torch.cat([p.labels for p in parts]).sort().values, torch.arange(1003))
+    assert torch.equal(data.shuffled_parts(4, seed=1)[2].labels, parts[2].labels)
+    assert not torch.equal(data.shuffled_parts(4, seed=2)[0].labels, parts[0].labels)
+    with pytest.raises(ValueError, match="parts must be"):
+        data.shuffled_parts(0)
+
+
 def test_batches_are_normalised_images_of_their_labels():
     data = synthetic(300)
     for images, labels in data.batches(128):
