@@ -27,7 +27,7 @@ def test_notebook_runs_in_the_smoke_profile(notebook, tmp_path):
     papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name),
                                parameters={"PROFILE": "smoke", "RESULTS_FILE": str(results)},
                                cwd=str(notebook.parent), kernel_name="python3",
-                               progress_bar=False)
+                               progress_bar=False, execution_timeout=900)  # a hung cell fails
     record = json.loads(results.read_text())
     assert record["notebook"] == notebook.stem and record["profile"] == "smoke"
     assert record["headline"], "a notebook reports at least one headline number"
