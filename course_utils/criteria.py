@@ -14,7 +14,7 @@ from torch import nn
 
 from .chain import channel_contributions, links, sampled_contributions
 from .data import ImageData
-from .surgery import remove_filters, scored_convs, split_model
+from .surgery import ModelGraph, remove_filters, scored_convs, split_model, trace
 
 
 def random_scores(model: nn.Module, data: ImageData | None = None, seed: int = 0) -> dict:
@@ -87,6 +87,63 @@ def taylor(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
             contribution = (output * output.grad).mean((2, 3)).sum(0)
             sums[name] = sums.get(name, 0) + contribution.detach()
     return {name: _unit((total / len(data)).abs()) for name, total in sums.items()}
+
+
+@torch.no_grad()
+def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
+                    batch_size: int = 256) -> dict:
+    """Paper 01's measure as a score: how much accuracy on `data` drops when a group of
+    `group_size` consecutive filters is zeroed (each filter gets its group's score). One
+    image is 1/N of accuracy; ties are broken by the loss increase, scaled below that."""
+    if not (isinstance(group_size, int) and group_size >= 1):
+        raise ValueError(f"group_size must be a whole number of filters, at least 1, got {group_size}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    batches = list(data.batches(batch_size, device=device))
+
+    def accuracy_and_loss():
+        correct, loss = 0.0, 0.0
+        for images, labels in batches:
+            logits = model(images).float()
+            correct += (logits.argmax(1) == labels).sum().item()
+            loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        return correct / len(data), loss / len(data)
+
+    base_accuracy, base_loss = accuracy_and_loss()
+    scores = {}
+    try:
+        for name, conv in scored_convs(model).items():
+            scores[name] = torch.empty(conv.out_channels)
+            where = model.get_submodule(_channel_end(model, name))
+            for start in range(0, conv.out_channels, group_size):
+                group = slice(start, start + group_size)
+
+                def zero_group(module, inputs, output, group=group):
+                    output = output.clone()
+                    output[:, group] = 0
+                    return output
+                hook = where.register_forward_hook(zero_group)
+                try:
+                    accuracy, loss = accuracy_and_loss()
+                finally:
+                    hook.remove()
+                tie_break = (loss - base_loss) / (1 + abs(loss - base_loss)) / (2 * len(data))
+                scores[name][group] = base_accuracy - accuracy + tie_break
+    finally:
+        model.train(was_training)
+    return scores
+
+
+def _channel_end(model: nn.Module, conv: str) -> str:
+    """Where zeroing a conv's channel equals removing its filter: after its batch norm when
+    one follows it alone (the norm's shift would bring a zeroed channel back), else at the
+    conv itself."""
+    users = [node for node in trace(model).graph.nodes if node.op == "call_module"
+             and any(i.op == "call_module" and i.target == conv for i in node.all_input_nodes)]
+    if len(users) == 1 and isinstance(model.get_submodule(users[0].target), nn.BatchNorm2d):
+        return users[0].target
+    return conv
 
 
 def filter_gradient_norms(model: nn.Module, data: ImageData, batches: int = 8,
@@ -339,6 +396,18 @@ def lowest(scores: dict[str, torch.Tensor], ratio: float,
         if count:
             plan[name] = scores[name].argsort()[:count].tolist()
     return plan
+
+
+def reducible_scores(model: nn.Module, scores: dict[str, torch.Tensor],
+                     example_input: torch.Tensor | None = None,
+                     residual_groups: bool = False) -> dict[str, torch.Tensor]:
+    """Paper 05's candidates for removal: {representative conv: one score per channel} for
+    the convs its rule lets us reduce (`ModelGraph.reducible`). A residual group, whose
+    members lose the same channels, is scored by the mean of its members' scores."""
+    graph = ModelGraph(model, example_input)
+    return {conv: torch.stack([scores[member] for member in graph.group_of(conv).convs
+                               if member in scores]).mean(0)
+            for conv in graph.reducible(residual_groups)}
 
 
 def globally_lowest(scores: dict[str, torch.Tensor], count: int) -> dict[str, list[int]]:

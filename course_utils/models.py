@@ -7,6 +7,8 @@ surgery can shrink the last convolution and fix the first linear layer after it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -26,7 +28,8 @@ def he_init_convs(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _check_width(width: float) -> None:
@@ -46,9 +49,12 @@ class AlexNet28(nn.Module):
     """
 
     def __init__(self, width: float = 1.0, num_classes: int = 10, in_channels: int = 1,
-                 hidden: int = 2048):
+                 hidden: int = 2048, image_size: int = 28):
         super().__init__()
         _check_width(width)
+        side = image_size
+        for _ in range(3):  # the three 3 x 3 max poolings at stride 2
+            side = (side - 3) // 2 + 1
         c1, c2, c3, c4, c5 = (scaled(c, width) for c in (64, 192, 384, 256, 256))
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True),
@@ -61,7 +67,7 @@ class AlexNet28(nn.Module):
             nn.MaxPool2d(3, 2),                                    # 6 -> 2
         )
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(c5 * side * side, hidden), nn.ReLU(inplace=True),
             nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
@@ -148,31 +154,55 @@ class ResNet18(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
-def adapt_torchvision(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights",
+                       "squeezenet1_1": "SqueezeNet1_1_Weights"}
+
+
+def imagenet_weights(name: str):
+    """torchvision's ImageNet weights for `name` when their file is already in torch's hub
+    cache, else None: the course never downloads them (these machines are offline)."""
+    import torchvision.models as tvm
+
+    if name not in TORCHVISION_WEIGHTS:
+        return None
+    weights = getattr(tvm, TORCHVISION_WEIGHTS[name]).IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return weights if cached.exists() else None
+
+
+def adapt_torchvision(name: str, num_classes: int = 10, in_channels: int = 3,
+                      pretrained: bool = False) -> nn.Module:
     """torchvision's resnet50, densenet121 or squeezenet1_1, for 10 classes and 32 x 32.
 
     The stem is replaced by a 3 x 3 convolution at stride 1 and the first max pooling
     removed (small images would otherwise shrink to nothing), and the classifier sized
-    to `num_classes`. Weights are random: ImageNet weights belong to 224 x 224 stems.
+    to `num_classes`. With `pretrained`, every other layer starts from torchvision's
+    ImageNet weights (which must be in the hub cache, see `imagenet_weights`).
     """
     import torchvision.models as tvm
 
+    if name not in TORCHVISION_WEIGHTS:
+        raise ValueError(f"unknown torchvision model {name!r}; choose resnet50, densenet121 "
+                         f"or squeezenet1_1")
+    weights = imagenet_weights(name) if pretrained else None
+    if pretrained and weights is None:
+        raise FileNotFoundError(f"torchvision's ImageNet weights for {name} are not in "
+                                f"{torch.hub.get_dir()}/checkpoints; copy them there or train "
+                                f"from scratch (pretrained=False)")
+    model = getattr(tvm, name)(weights=weights)
     if name == "resnet50":
-        model = tvm.resnet50(weights=None)
         model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     elif name == "densenet121":
-        model = tvm.densenet121(weights=None)
         model.features.conv0 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         model.features.pool0 = nn.Identity()
         model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    elif name == "squeezenet1_1":
-        model = tvm.squeezenet1_1(weights=None, num_classes=num_classes)
-        model.features[0] = nn.Conv2d(in_channels, 64, 3, 1, 1)
     else:
-        raise ValueError(f"unknown torchvision model {name!r}; choose resnet50, densenet121 "
-                         f"or squeezenet1_1")
+        model.features[0] = nn.Conv2d(in_channels, 64, 3, 1, 1)
+        model.classifier[1] = nn.Conv2d(512, num_classes, 1)
+        nn.init.normal_(model.classifier[1].weight, 0.0, 0.01)  # as torchvision initialises it
+        model.num_classes = num_classes
     return model
 
 
@@ -205,17 +235,30 @@ TORCHVISION_MODELS = ("resnet50", "densenet121", "squeezenet1_1")
 
 
 def build_model(name: str, width: float = 1.0, num_classes: int = 10,
-                in_channels: int = 3) -> nn.Module:
-    """A course model by name: alexnet, vgg16, vgg16_gap, resnet18 (with `width`), or the
-    adapted torchvision resnet50, densenet121, squeezenet1_1 (full width only)."""
+                in_channels: int = 3, image_size: int | None = None,
+                pretrained: bool = False) -> nn.Module:
+    """A course model by name: alexnet (for `image_size` x `image_size` inputs, by default
+    paper 01's 28), vgg16, vgg16_gap, resnet18, or the adapted torchvision resnet50,
+    densenet121, squeezenet1_1 (made `width` times as wide by surgery, see `surgery.thin`;
+    `pretrained`: from ImageNet weights, at width 1 only)."""
+    if pretrained and (name not in TORCHVISION_MODELS or width != 1.0):
+        raise ValueError(f"ImageNet weights exist for {', '.join(TORCHVISION_MODELS)} at width "
+                         f"1.0 only, not for {name} at width {width}")
+    if name == "alexnet":
+        return AlexNet28(width=width, num_classes=num_classes, in_channels=in_channels,
+                         image_size=image_size or 28)
     if name in COURSE_MODELS:
         return COURSE_MODELS[name](width=width, num_classes=num_classes,
                                    in_channels=in_channels)
     if name in TORCHVISION_MODELS:
         _check_width(width)
+        model = adapt_torchvision(name, num_classes, in_channels, pretrained)
         if width != 1.0:
-            raise ValueError(f"{name} comes from torchvision at its own width; pass width=1.0 "
-                             f"and reduce it with surgery instead")
-        return adapt_torchvision(name, num_classes, in_channels)
+            from .surgery import thin  # surgery traces models; models need it only here
+
+            side = image_size or 32  # any size will do: only channel counts change
+            thin(model, width, torch.zeros(2, in_channels, side, side))
+            he_init_convs(model)
+        return model
     raise ValueError(f"unknown model {name!r}; choose one of "
                      f"{', '.join([*COURSE_MODELS, *TORCHVISION_MODELS])}")

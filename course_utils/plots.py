@@ -79,3 +79,71 @@ def show_filter(weights: torch.Tensor, feature_map: torch.Tensor, image: torch.T
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+GRAPH_COLOURS = {"reducible": "#7fc97f", "residual group": "#fdc086",
+                 "concatenated": "#80b1d3", "fixed": "#f28e8e", "operation": "#eeeeee"}
+
+
+def draw_model_graph(graph, axis, title: str = ""):
+    """A `surgery.ModelGraph`'s execution graph, top to bottom: each convolution coloured by
+    what paper 05 may do with it (reduce it; only with its residual group; leave it, as it
+    feeds a concatenation; never, its channels are fixed), other operations in grey."""
+    nodes = [n for n in graph.module.graph.nodes if n.op != "get_attr"]
+    lanes, taken = {}, set()
+    for node in nodes:
+        inputs = [n for n in node.all_input_nodes if n in lanes]
+        if inputs and inputs[0] not in taken:
+            lanes[node] = lanes[inputs[0]]
+            taken.add(inputs[0])
+        else:
+            lanes[node] = max(lanes.values(), default=-1) + 1 if inputs else 0
+    row = {node: index for index, node in enumerate(nodes)}
+    for node in nodes:
+        for source in node.all_input_nodes:
+            if source in row:
+                axis.annotate("", (lanes[node], -row[node]), (lanes[source], -row[source]),
+                              arrowprops=dict(arrowstyle="->", color="grey", lw=0.8,
+                                              shrinkA=7, shrinkB=7))
+    for node in nodes:
+        kind = _graph_kind(graph, node)
+        label = getattr(node.target, "__name__", str(node.target))
+        if node.op == "call_module" and kind == "operation":
+            label = type(graph.modules[node.target]).__name__
+        axis.text(lanes[node], -row[node], label, ha="center", va="center", fontsize=7,
+                  bbox=dict(boxstyle="round,pad=0.25", fc=GRAPH_COLOURS[kind], ec="none"))
+    axis.set_xlim(-0.8, max(lanes.values()) + 0.8)
+    axis.set_ylim(-len(nodes) + 0.3, 0.7)
+    axis.axis("off")
+    axis.set_title(title, fontsize=9)
+
+
+def _graph_kind(graph, node) -> str:
+    if node.op != "call_module" or not isinstance(graph.modules[node.target], torch.nn.Conv2d):
+        return "operation"
+    group = graph.group_of(node.target)
+    if not group.prunable:
+        return "fixed"
+    if group.concatenated:
+        return "concatenated"
+    return "residual group" if group.coupled else "reducible"
+
+
+def graph_legend(figure):
+    """The colour key of `draw_model_graph`, under the figure."""
+    from matplotlib.patches import Patch
+
+    figure.legend(handles=[Patch(color=colour, label=kind)
+                           for kind, colour in GRAPH_COLOURS.items()],
+                  loc="lower center", ncol=len(GRAPH_COLOURS), fontsize=8, frameon=False)
+
+
+def plot_kept_filters(axis, original: dict[str, int], kept: dict[str, int], title: str = ""):
+    """Bars of the filters each reducible conv keeps, over grey bars of what it had."""
+    names = list(original)
+    positions = range(len(names))
+    axis.bar(positions, [original[n] for n in names], color="#dddddd", label="before")
+    axis.bar(positions, [kept[n] for n in names], color="#386cb0", label="kept")
+    axis.set_xticks(list(positions), names, rotation=90, fontsize=6)
+    axis.set_ylabel("filters")
+    axis.set_title(title, fontsize=9)

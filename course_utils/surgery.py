@@ -87,6 +87,8 @@ class ChannelGroup:
     channels: int | None
     prunable: bool
     reason: str | None  # why not, when not prunable
+    coupled: bool = False  # an add ties the outputs of several convs (a residual group)
+    concatenated: bool = False  # its channels pass through a torch.cat (DenseNet, SqueezeNet)
 
 
 @dataclass
@@ -195,6 +197,7 @@ class ModelGraph:
         self._sources: list[_Source] = []
         self.consumers: list[_Consumer] = []
         self._conv_segment: dict[str, Segment] = {}
+        self._concatenated: set[int] = set()  # channel sources seen entering a torch.cat
         self._walk()
         self.groups = self._collect_groups()
         self._group_of_conv = {conv: group for group in self.groups for conv in group.convs}
@@ -344,6 +347,7 @@ class ModelGraph:
         rank = len(_shape(node) or (0, 0, 0, 0))
         if dim in (1, 1 - rank) and len(known) == len(parts) and all(
                 not p.flattened for p in known):
+            self._concatenated |= {s.source for p in known for s in p.segments}
             return Layout(tuple(s for p in known for s in p.segments))
         self._forbid(known, f"{_describe(node)} concatenates them in a way surgery does not "
                             f"follow")
@@ -374,12 +378,16 @@ class ModelGraph:
             if root not in members:
                 order.append(root)
             members[root].append(name)
+        concatenated = {self._find(source) for source in self._concatenated}
         groups = []
         for index, root in enumerate(order):
             reasons = self._sources[root].reasons
             lengths = {self._conv_segment[name].length for name in members[root]}
+            producers = [name for name in members[root] if self.modules[name].groups == 1]
             groups.append(ChannelGroup(index, members[root], lengths.pop() if len(lengths) == 1
-                                       else None, not reasons, "; ".join(reasons) or None))
+                                       else None, not reasons, "; ".join(reasons) or None,
+                                       coupled=len(producers) > 1,
+                                       concatenated=root in concatenated))
         return groups
 
     def group_of(self, conv: str) -> ChannelGroup:
@@ -394,6 +402,14 @@ class ModelGraph:
     def prunable_convs(self) -> list[str]:
         """One representative conv per prunable group (its first member)."""
         return [group.convs[0] for group in self.groups if group.prunable]
+
+    def reducible(self, residual_groups: bool = False) -> list[str]:
+        """The convs paper 05 reduces: prunable, alone in their group (no residual add) and
+        not concatenated. With `residual_groups`, also one representative per residual group
+        (its members are then cut together, which the paper leaves out)."""
+        return [group.convs[0] for group in self.groups
+                if group.prunable and not group.concatenated
+                and (residual_groups or not group.coupled)]
 
     def resolve(self, plan: Mapping[str, Sequence[int]]) -> dict[int, list[int]]:
         """Check a plan and turn it into the sorted channel indices to remove per group."""
@@ -440,7 +456,8 @@ class ModelGraph:
         import pandas as pd
 
         return pd.DataFrame([dict(group=g.index, convs=", ".join(g.convs), channels=g.channels,
-                                  prunable=g.prunable, reason=g.reason or "")
+                                  prunable=g.prunable, residual=g.coupled,
+                                  concatenated=g.concatenated, reason=g.reason or "")
                              for g in self.groups]).set_index("group")
 
 
@@ -579,6 +596,18 @@ def _keep_index(size: int, drop: Sequence[int], device) -> torch.Tensor:
     keep = torch.ones(size, dtype=torch.bool)
     keep[list(drop)] = False
     return keep.nonzero().flatten().to(device)
+
+
+def thin(model: nn.Module, width: float, example_input: torch.Tensor) -> nn.Module:
+    """Make a model `width` times as wide by removing the last channels of every prunable
+    group, in place: how the course scales torchvision's models, which have no width
+    argument. Meant for untrained models (which channels go does not matter there)."""
+    if not 0 < width <= 1:
+        raise ValueError(f"width must lie in (0, 1], got {width}")
+    graph = ModelGraph(model, example_input)
+    plan = {group.convs[0]: range(max(1, round(group.channels * width)), group.channels)
+            for group in graph.groups if group.prunable}
+    return remove_filters(model, example_input, {c: list(r) for c, r in plan.items() if r})
 
 
 @torch.no_grad()

@@ -135,10 +135,10 @@ def finetune(model: nn.Module, train_data: ImageData, epochs: int = 1, *, lr: fl
 
 
 def _scheduler(optimizer, schedule: str, lr: float, total_steps: int):
-    if schedule == "onecycle":
+    if schedule == "onecycle" and total_steps >= 8:  # fewer steps leave no warm-up to speak of
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                    pct_start=0.25)
-    if schedule == "cosine":
+    if schedule in ("cosine", "onecycle"):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
@@ -206,8 +206,9 @@ class Baseline:
 
 def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
              device: torch.device | str = "cpu", fallback: str | None = None,
-             progress: bool = True) -> Baseline:
-    """The dense starting model of a notebook: from its checkpoint, or trained now and saved."""
+             progress: bool = True, pretrained: bool = False) -> Baseline:
+    """The dense starting model of a notebook: from its checkpoint, or trained now and saved
+    (`pretrained`: starting from ImageNet weights, see `models.imagenet_weights`)."""
     train_data = load_dataset(dataset, "train", profile.train_size, fallback=fallback,
                               device=device)
     test_data = load_dataset(train_data.info.name, "test", profile.test_size, device=device)
@@ -217,11 +218,13 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
                   dataset=train_data.info.name, source=train_data.label,
                   train_size=len(train_data), epochs=profile.epochs,
                   batch_size=profile.batch_size, augment=augment, seed=seed, **recipe)
+    if pretrained:
+        config["init"] = "imagenet"
 
     def build():
         torch.manual_seed(seed)
         return build_model(model_name, profile.width, train_data.num_classes,
-                           train_data.shape[0]).to(device)
+                           train_data.shape[0], train_data.shape[-1], pretrained).to(device)
 
     def train(model):
         history = fit(model, train_data, epochs=profile.epochs, batch_size=profile.batch_size,

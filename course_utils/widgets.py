@@ -3,13 +3,19 @@ so that headless runs (papermill, nbval) still show the picture."""
 
 from __future__ import annotations
 
+import copy
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import torch
 from torch import nn
 
 from .data import ImageData
+from .criteria import globally_lowest
+from .metrics import count_flops, count_parameters
 from .models import layer_outputs
-from .plots import show_filter
+from .plots import plot_kept_filters, show_filter
+from .surgery import remove_filters
 
 
 def filter_explorer(model: nn.Module, data: ImageData, images: int = 16):
@@ -36,3 +42,33 @@ def filter_explorer(model: nn.Module, data: ImageData, images: int = 16):
         plt.show()
 
     return widgets.interactive(draw, layer=layer, unit=unit, image=image)
+
+
+def reduction_explorer(models: dict[str, tuple[nn.Module, dict, torch.Tensor]],
+                       largest: int = 75):
+    """Pick a model and a reduction percentage: see the filters each reducible conv keeps
+    when that share of its reducible filters goes in one cut, and the FLOPs and parameters
+    left. `models` maps a name to (model, `criteria.reducible_scores` of it, an example
+    input)."""
+    dense = {name: (count_flops(model, x[:1]), count_parameters(model))
+             for name, (model, _, x) in models.items()}
+
+    def draw(model_name, percent):
+        model, scores, example = models[model_name]
+        original = {conv: len(s) for conv, s in scores.items()}
+        count = round(percent / 100 * sum(original.values()))
+        plan = globally_lowest(scores, count) if count else {}
+        pruned = remove_filters(copy.deepcopy(model), example, plan)
+        flops, params = dense[model_name]
+        kept = {conv: n - len(plan.get(conv, [])) for conv, n in original.items()}
+        figure, axis = plt.subplots(figsize=(9, 3))
+        plot_kept_filters(axis, original, kept, (
+            f"{model_name}, {percent}% of reducible filters removed: FLOPs "
+            f"{count_flops(pruned, example[:1]) / flops:.0%}, parameters "
+            f"{count_parameters(pruned) / params:.0%} of the dense model's"))
+        plt.show()
+
+    return widgets.interactive(
+        draw, model_name=widgets.Dropdown(options=list(models), description="model"),
+        percent=widgets.IntSlider(30, 0, largest, 5, description="reduce %",
+                                  continuous_update=False))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+collect_ignore = ["fixtures"]  # notebooks other tests run, not course notebooks for nbval
+
 # Notebook kernels are started as "python": make that this environment's Python.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 

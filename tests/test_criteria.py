@@ -5,15 +5,16 @@ import torch
 from torch import nn
 
 from course_utils.chain import channel_contributions, links, sampled_contributions
-from course_utils.criteria import (check_ratio, filter_gradient_norms, globally_lowest,
-                                   gradient_outliers, kl_oracle, l1_norm, l2_norm, lowest,
-                                   mean_activation, outlier_votes, random_scores, scored_convs,
-                                   taylor, thinet, thinet_prune, thinet_scaling,
-                                   thinet_selection, voted_filters)
+from course_utils.criteria import (check_ratio, deletion_effect, filter_gradient_norms,
+                                   globally_lowest, gradient_outliers, kl_oracle, l1_norm,
+                                   l2_norm, lowest, mean_activation, outlier_votes,
+                                   random_scores, reducible_scores, scored_convs, taylor,
+                                   thinet, thinet_prune, thinet_scaling, thinet_selection,
+                                   voted_filters)
 from course_utils.models import build_model, layer_outputs
-from course_utils.surgery import SurgeryError, split_model
 from course_utils.data import DATASETS, ImageData
-from course_utils.surgery import remove_filters
+from course_utils.surgery import ModelGraph, SurgeryError, remove_filters, split_model
+from course_utils.train import evaluate
 
 CRITERIA = [l1_norm, l2_norm, mean_activation, taylor, thinet]
 
@@ -250,3 +251,43 @@ def test_outlier_votes_find_a_planted_noisy_filter():
     assert votes["conv"][5] == 10 and votes["conv"].sum() < 20
     assert voted_filters(votes, s=1.0) == {"conv": [5]}
     assert voted_filters({"conv": torch.zeros(16, dtype=torch.long)}, s=1.0) == {}
+
+
+def test_a_residual_group_is_scored_by_the_mean_of_its_members():
+    model = build_model("resnet18", 0.25)
+    x = torch.randn(1, 3, 32, 32)
+    scores = random_scores(model, seed=3)
+    paper = reducible_scores(model, scores, x)
+    grouped = reducible_scores(model, scores, x, residual_groups=True)
+    assert set(paper) < set(grouped) and all(torch.equal(paper[c], grouped[c]) for c in paper)
+    group = ModelGraph(model, x).group_of("stem.0")
+    assert torch.allclose(grouped["stem.0"],
+                          torch.stack([scores[c] for c in group.convs]).mean(0))
+    plan = globally_lowest(grouped, 10)
+    remove_filters(model, x, plan)  # a plan over groups is one surgery can take
+    assert model(x).shape == (1, 10)
+
+
+def test_deletion_effect_is_the_accuracy_lost_by_removing_the_group():
+    model = net_with_a_dead_filter(dead=3)
+    data = calibration()
+    scores = deletion_effect(model, data, group_size=1)
+    assert scores["0"][3] == 0  # a dead filter: nothing lost, not even loss
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    with torch.no_grad():  # batch-norm shifts that would revive a zeroed conv output
+        net[1].bias.uniform_(0.5, 1.5)
+        net[4].bias.uniform_(0.5, 1.5)
+    scores = deletion_effect(net, data, group_size=2)
+    base = evaluate(net, data)
+    for conv, group in (("0", [4, 5]), ("3", [0, 1])):
+        removed = evaluate(remove_filters(copy.deepcopy(net), data.tensors()[0][:1], {conv: group}),
+                           data)
+        worse = removed.loss - base.loss
+        expected = base.accuracy - removed.accuracy + worse / (1 + abs(worse)) / (2 * len(data))
+        assert (scores[conv][group] == scores[conv][group[0]]).all()
+        assert abs(worse) > 1e-3 and scores[conv][group[0]].item() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="group_size"):
+        deletion_effect(net, data, group_size=0)

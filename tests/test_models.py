@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.models import COURSE_MODELS, TORCHVISION_MODELS, build_model
+from course_utils.models import imagenet_weights, COURSE_MODELS, TORCHVISION_MODELS, build_model
 
 
 def example(name):
@@ -40,8 +40,36 @@ def test_alexnet_last_conv_has_the_papers_64_groups_of_4():
     (lambda: build_model("vgg16", 0), "positive"),
     (lambda: build_model("vgg16", -1.0), "positive"),
     (lambda: build_model("lenet"), "alexnet, vgg16"),
-    (lambda: build_model("resnet50", 0.5), "surgery"),
+    (lambda: build_model("resnet50", 1.5), r"\(0, 1\]"),
+    (lambda: build_model("vgg16", pretrained=True), "ImageNet weights exist for"),
+    (lambda: build_model("resnet50", 0.5, pretrained=True), "at width 1.0 only"),
 ])
 def test_bad_arguments_say_what_is_allowed(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_torchvision_models_are_thinned_by_surgery(name):
+    def widths(model):
+        return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    full, quarter = widths(build_model(name)), widths(build_model(name, 0.25))
+    assert len(full) == len(quarter)
+    # every conv but the classifier's (SqueezeNet's, one filter per class) keeps a quarter
+    assert [q for f, q in zip(full, quarter) if f != 10] == [
+        max(1, round(f / 4)) for f in full if f != 10]
+    assert build_model(name, 0.25)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_alexnet_takes_cifar_sized_images_when_told():
+    model = build_model("alexnet", 0.25, image_size=32)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(RuntimeError):
+        build_model("alexnet", 0.25)(torch.randn(2, 3, 32, 32))  # built for 28 x 28
+
+
+def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert imagenet_weights("resnet50") is None and imagenet_weights("vgg16") is None
+    with pytest.raises(FileNotFoundError, match="hub"):
+        build_model("resnet50", pretrained=True)

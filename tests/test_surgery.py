@@ -12,7 +12,7 @@ from torch import nn
 from course_utils.metrics import count_flops, count_parameters
 from course_utils.models import build_model
 from course_utils.surgery import (ModelGraph, SurgeryError, mask_filters, remove_filters,
-                                  split_model)
+                                  split_model, thin)
 
 ZOO = {
     "alexnet": (lambda: tvm.alexnet(weights=None, num_classes=10), (3, 64, 64)),
@@ -168,6 +168,36 @@ def test_channels_reaching_the_output_cannot_be_pruned():
     assert not group.prunable and "output" in group.reason
     with pytest.raises(SurgeryError, match="output"):
         remove_filters(model, torch.randn(1, 3, 64, 64), {"classifier.1": [0]})
+
+
+@pytest.mark.parametrize("build, reducible, with_residual, concatenated", [
+    (lambda: build_model("resnet18", 0.25), 8, 12, 0),    # conv1 of each block; + stem/stage groups
+    (lambda: tvm.resnet50(weights=None), 33, 37, 0),      # stem, conv1 and conv2 of 16 blocks
+    (lambda: tvm.densenet121(weights=None), 58, 58, 62),  # the bottleneck conv of 58 dense layers
+    (lambda: tvm.squeezenet1_1(weights=None), 9, 9, 16),  # the stem and 8 squeeze convs
+    (lambda: build_model("vgg16", 0.25), 13, 13, 0),
+])
+def test_the_papers_rule_finds_the_reducible_convs(build, reducible, with_residual, concatenated):
+    graph = ModelGraph(build(), torch.randn(1, 3, 32, 32))
+    assert len(graph.reducible()) == reducible
+    assert len(graph.reducible(residual_groups=True)) == with_residual
+    assert sum(g.concatenated for g in graph.groups) == concatenated
+    for conv in graph.reducible(residual_groups=True):
+        group = graph.group_of(conv)
+        assert group.prunable and not group.concatenated
+        assert group.coupled == (conv not in graph.reducible())
+
+
+def test_thin_keeps_a_share_of_every_prunable_group_and_the_outputs_shape():
+    model = tvm.resnet50(weights=None, num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    before = {g.convs[0]: g.channels for g in ModelGraph(model, x).groups}
+    thin(model, 0.25, x)
+    after = {g.convs[0]: g.channels for g in ModelGraph(model, x).groups}
+    assert after == {conv: max(1, round(c / 4)) for conv, c in before.items()}
+    assert model(x).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        thin(model, 0, x)
 
 
 class HardCodedView(nn.Module):

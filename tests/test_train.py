@@ -32,6 +32,14 @@ def test_fit_learns_an_easy_problem():
     assert len(history.step_loss) == 3 * 8 and len(history.val_accuracy) == 3
 
 
+@pytest.mark.parametrize("images", [64, 256, 512])  # 1, 4 and 8 steps in all
+def test_a_short_one_cycle_run_trains_instead_of_crashing(images):
+    model = tiny_model()
+    history = fit(model, blobs(images), epochs=1, lr=0.05, batch_size=64, progress=False)
+    assert len(history.step_loss) == images // 64
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_seeded_training_is_reproducible_bit_for_bit():
     states = []
     for _ in range(2):
