@@ -25,7 +25,7 @@ from torchvision import transforms
 
 from course_utils.data import load_dataset
 from course_utils.models import build_model
-from course_utils.train import fit
+from course_utils.train import augments, fit
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -111,11 +111,11 @@ def measurements(model_name, data, args, augment):
 
 def compare(model_name, dataset, args):
     data = load_dataset(dataset, "train", args.steps * args.batch_size * 2)
-    augment = data.shape[-1] >= 32  # as train.baseline does
-    rates = {key: 0.0 for key in measurements(model_name, data, args, augment)}
+    augment = augments(data)  # as the course's baselines are trained
+    rates = {}
     for _ in range(args.repeats):  # best of the repeats: the first pays the warm-up
         for key, measure in measurements(model_name, data, args, augment).items():
-            rates[key] = max(rates[key], measure())
+            rates[key] = max(rates.get(key, 0.0), measure())
     print(f"{model_name} on {data.label}, width {args.width}, batch {args.batch_size}, "
           f"{args.steps} steps, augmentation {'crop+flip' if augment else 'none'}, "
           f"{torch.get_num_threads()} threads, DataLoader with {args.workers} workers, "

@@ -128,10 +128,15 @@ def finetune(model: nn.Module, train_data: ImageData, epochs: int = 1, *, lr: fl
     """The course's fine-tuning after a pruning step, the same for every pruned model a
     notebook compares: SGD from a small rate down a cosine, crops and flips on images of
     32 pixels and more, no progress bar. Returns the model, fine-tuned in place."""
-    fit(model, train_data, epochs=epochs, lr=lr, schedule="cosine",
-               batch_size=batch_size, augment=train_data.shape[1] >= 32, seed=seed,
-               progress=False)
+    fit(model, train_data, epochs=epochs, lr=lr, schedule="cosine", batch_size=batch_size,
+        augment=augments(train_data), seed=seed, progress=False)
     return model
+
+
+def augments(data: ImageData) -> bool:
+    """Whether the course trains on `data` with crops and flips: they help images of 32
+    pixels and more (CIFAR-10); digits need none."""
+    return data.shape[1] >= 32
 
 
 def _scheduler(optimizer, schedule: str, lr: float, total_steps: int):
@@ -213,7 +218,7 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
                               device=device)
     test_data = load_dataset(train_data.info.name, "test", profile.test_size, device=device)
     recipe = BASELINE_RECIPES.get(model_name, dict(lr=0.05, weight_decay=5e-4))
-    augment = train_data.shape[1] >= 32  # crops and flips help CIFAR; digits need none
+    augment = augments(train_data)
     config = dict(format=CHECKPOINT_FORMAT, model=model_name, width=profile.width,
                   dataset=train_data.info.name, source=train_data.label,
                   train_size=len(train_data), epochs=profile.epochs,
