@@ -1,0 +1,24 @@
+"""course_utils: what the notebooks of "Pruning papers, reproduced" share.
+
+One module per concern:
+
+- profiles     the run profiles (smoke, quick, paper) and PROFILE="auto"
+- device       the device (CUDA, MPS or CPU), seeding, mixed precision on CUDA
+- data         datasets as tensors on the device (local copies first), a fast batch iterator
+- models       the papers' networks at a width multiplier; torchvision's made narrower
+- train        fit, evaluate, finetune, baselines cached as checkpoints
+- metrics      parameters, FLOPs, size on disk, measured latency
+- surgery      the execution graph (torch.fx) and physical removal of filters
+- chain        links between a conv and its consumer, for the oracles of papers 03 and 04
+- criteria     filter scores, one function each with one signature, and plans from scores
+- reduction    paper 05's loop: score, cut, fine-tune, repeat
+- compression  magnitude pruning and k-means weight sharing (paper 02)
+- superclasses paper 01's merge algorithm
+- plots, widgets  shared figures and interactive controls
+- results, run_course, sweep  headline numbers, the main job, parameter sweeps
+
+Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
+`finetune`, `fit`, `thinet_prune`, `reduce_iteratively`, `reestimate_batch_norm`) work
+in place and say so; copy a model first (`copy.deepcopy`) to keep it. Surgery takes
+`(model, example_input, plan)`, always in that order.
+"""

@@ -9,11 +9,15 @@ into a surgery plan, so a notebook or a table can swap criteria in one line.
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 from torch import nn
 
 from .chain import channel_contributions, links, sampled_contributions
 from .data import ImageData
+from .metrics import count_parameters
 from .surgery import ModelGraph, remove_filters, scored_convs, split_model, trace
 
 
@@ -37,26 +41,28 @@ def l2_norm(model: nn.Module, data: ImageData | None = None) -> dict:
 
 
 def _hooked_passes(model, data: ImageData, batch_size: int, with_gradients: bool):
-    """Yield, per batch, {conv name: its output} (with `.grad` filled when asked)."""
-    convs = scored_convs(model)
+    """Yield, per batch, {conv name: the map its filter produces where zeroing it equals
+    removing the filter} (`channel_ends`: after the conv's own batch norm), with `.grad`
+    filled when asked."""
+    ends = channel_ends(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     outputs, hooks = {}, []
-    for name, conv in convs.items():
-        def keep(module, inputs, output, name=name):
+    for conv, end in ends.items():
+        def keep(module, inputs, output, conv=conv):
             if with_gradients:
                 output.retain_grad()
-            outputs[name] = output
-        hooks.append(conv.register_forward_hook(keep))
+            outputs[conv] = output
+        hooks.append(model.get_submodule(end).register_forward_hook(keep))
     try:
         for images, labels in data.batches(batch_size, device=device):
             with torch.set_grad_enabled(with_gradients):
                 logits = model(images)
                 if with_gradients:
                     model.zero_grad(set_to_none=True)
-                    # summed, not averaged: each image's gradient must not depend on
-                    # the size of the batch it happened to fall in
+                    # summed, not averaged: each image's gradient is that image's own loss's
+                    # gradient, whatever the size of the batch it happened to fall in
                     nn.functional.cross_entropy(logits, labels, reduction="sum").backward()
             yield outputs
     finally:
@@ -67,8 +73,9 @@ def _hooked_passes(model, data: ImageData, batch_size: int, with_gradients: bool
 
 
 def mean_activation(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
-    """Mean of each filter's ReLU-ed output over images and positions (paper 05's second
-    criterion), normalised per layer to unit L2 norm."""
+    """Mean of each filter's ReLU-ed map over images and positions (paper 05's second
+    criterion), normalised per layer to unit L2 norm. The map is read after the conv's
+    batch norm, where a zero map means a removed filter."""
     sums: dict[str, torch.Tensor] = {}
     for outputs in _hooked_passes(model, data, batch_size, with_gradients=False):
         for name, output in outputs.items():
@@ -78,15 +85,18 @@ def mean_activation(model: nn.Module, data: ImageData, batch_size: int = 256) ->
 
 
 def taylor(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
-    """First-order Taylor (Molchanov et al.): |mean over images and positions of
-    activation x gradient of the loss| per filter, normalised per layer to unit L2 norm.
-    It estimates how much the loss would change if the filter's output were zeroed."""
+    """First-order Taylor (Molchanov et al. 2017, eq. 8): per image, |the spatial mean of
+    activation x gradient of the loss|, then the mean over images; normalised per layer to
+    unit L2 norm. It estimates how much each image's loss changes when the filter's map is
+    set to zero, so the map is read where zero means removed: after the conv's batch norm
+    (before it, the norm's shift would bring a zeroed channel back). A ReLU in between
+    changes nothing: where it cuts, both the activation and its gradient are zero."""
     sums: dict[str, torch.Tensor] = {}
     for outputs in _hooked_passes(model, data, batch_size, with_gradients=True):
         for name, output in outputs.items():
-            contribution = (output * output.grad).mean((2, 3)).sum(0)
-            sums[name] = sums.get(name, 0) + contribution.detach()
-    return {name: _unit((total / len(data)).abs()) for name, total in sums.items()}
+            per_image = (output * output.grad).mean((2, 3)).abs()
+            sums[name] = sums.get(name, 0) + per_image.sum(0).detach()
+    return {name: _unit(total / len(data)) for name, total in sums.items()}
 
 
 @torch.no_grad()
@@ -112,10 +122,11 @@ def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
 
     base_accuracy, base_loss = accuracy_and_loss()
     scores = {}
+    ends = channel_ends(model)
     try:
         for name, conv in scored_convs(model).items():
             scores[name] = torch.empty(conv.out_channels)
-            where = model.get_submodule(_channel_end(model, name))
+            where = model.get_submodule(ends[name])
             for start in range(0, conv.out_channels, group_size):
                 group = slice(start, start + group_size)
 
@@ -135,15 +146,19 @@ def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
     return scores
 
 
-def _channel_end(model: nn.Module, conv: str) -> str:
-    """Where zeroing a conv's channel equals removing its filter: after its batch norm when
-    one follows it alone (the norm's shift would bring a zeroed channel back), else at the
-    conv itself."""
-    users = [node for node in trace(model).graph.nodes if node.op == "call_module"
-             and any(i.op == "call_module" and i.target == conv for i in node.all_input_nodes)]
-    if len(users) == 1 and isinstance(model.get_submodule(users[0].target), nn.BatchNorm2d):
-        return users[0].target
-    return conv
+def channel_ends(model: nn.Module) -> dict[str, str]:
+    """{conv: the module after which zeroing a channel equals removing the conv's filter}:
+    the batch norm that follows the conv alone (its shift would bring a zeroed channel
+    back), else the conv itself. One trace for the whole model."""
+    nodes = [n for n in trace(model).graph.nodes if n.op == "call_module"]
+    ends = {}
+    for conv in scored_convs(model):
+        users = [n for n in nodes if any(i.op == "call_module" and i.target == conv
+                                         for i in n.all_input_nodes)]
+        follows_alone = len(users) == 1 and isinstance(
+            model.get_submodule(users[0].target), nn.BatchNorm2d)
+        ends[conv] = users[0].target if follows_alone else conv
+    return ends
 
 
 def filter_gradient_norms(model: nn.Module, data: ImageData, batches: int = 8,
@@ -382,20 +397,79 @@ def check_ratio(ratio: float, name: str = "ratio") -> float:
     return ratio
 
 
-def lowest(scores: dict[str, torch.Tensor], ratio: float,
+def lowest(scores: dict[str, torch.Tensor], share: float,
            layers: list[str] | None = None) -> dict[str, list[int]]:
-    """A surgery plan removing, in every scored layer (or only `layers`), the fraction
-    `ratio` of its filters with the lowest scores (at least one filter is always kept)."""
-    check_ratio(ratio)
+    """A plan removing a **share** of the filters in every scored layer (or only `layers`):
+    the int(share x filters) with the lowest scores, keeping at least one filter per layer.
+    On a model with residual groups, give it `group_scores` (one entry per group): surgery
+    refuses a plan that cuts two members of a group differently."""
+    check_ratio(share, "share")
     unknown = set(layers or []) - set(scores)
     if unknown:
         raise ValueError(f"no scores for {sorted(unknown)}; scored layers: {sorted(scores)}")
     plan = {}
     for name in layers or scores:
-        count = min(int(ratio * len(scores[name])), len(scores[name]) - 1)
+        count = min(int(share * len(scores[name])), len(scores[name]) - 1)
         if count:
             plan[name] = scores[name].argsort()[:count].tolist()
     return plan
+
+
+def group_scores(model: nn.Module, scores: dict[str, torch.Tensor],
+                 example_input: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One score vector per prunable channel group, under its first member's name: the
+    **sum** of its members' scores for each shared channel. For the L1 norm that is
+    exactly the group's norm (every weight that goes when the channel goes); a group of
+    one conv keeps its own scores. `lowest` on the result cuts each group once."""
+    graph = ModelGraph(model, example_input)
+    grouped = {}
+    for group in graph.groups:
+        members = [scores[conv] for conv in group.convs if conv in scores]
+        if group.prunable and members:
+            grouped[group.convs[0]] = torch.stack(members).sum(0)
+    return grouped
+
+
+def kept_count(channels: int, keep: float) -> int:
+    """How many of a layer's `channels` filters stay when it keeps the fraction `keep`:
+    ThiNet's Algorithm 1 grows its set `while |S| < C x r`, so ceil(C x r), and at least one.
+    The one rounding rule of every plan that keeps a share per layer."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep is the fraction of filters kept and must lie in (0, 1], got {keep}")
+    return max(1, math.ceil(round(channels * keep, 9)))
+
+
+def keeping(model: nn.Module, keep: float, layers: list[str]) -> dict[str, list[int]]:
+    """A plan in which every conv of `layers` keeps `kept_count(filters, keep)` filters
+    (its first ones: for counting what a share costs, not for choosing which go)."""
+    plan = {}
+    for name in layers:
+        channels = model.get_submodule(name).out_channels
+        if kept_count(channels, keep) < channels:
+            plan[name] = list(range(kept_count(channels, keep), channels))
+    return plan
+
+
+def keep_for_parameters(model: nn.Module, target: float, layers: list[str],
+                        example_input: torch.Tensor, reference: int | None = None,
+                        steps: int = 14) -> float:
+    """The largest share of filters every conv of `layers` can keep (rounded by
+    `kept_count`) so that the parameters left are at most `target` x `reference` (default:
+    the model's own). A bisection on copies: the model is not changed."""
+    check_ratio(target, "target (remaining / initial parameters)")
+    reference = reference or count_parameters(model)
+
+    def remaining(keep):
+        pruned = remove_filters(copy.deepcopy(model), example_input, keeping(model, keep, layers))
+        return count_parameters(pruned) / reference
+    low, high = 1e-3, 1.0
+    if remaining(low) > target:
+        raise ValueError(f"even one filter per layer of {layers} leaves more than {target} of "
+                         f"the parameters; prune more layers")
+    for _ in range(steps):
+        middle = (low + high) / 2
+        low, high = (middle, high) if remaining(middle) <= target else (low, middle)
+    return low
 
 
 def reducible_scores(model: nn.Module, scores: dict[str, torch.Tensor],
@@ -411,9 +485,9 @@ def reducible_scores(model: nn.Module, scores: dict[str, torch.Tensor],
 
 
 def globally_lowest(scores: dict[str, torch.Tensor], count: int) -> dict[str, list[int]]:
-    """A plan removing the `count` filters with the lowest scores across all layers (for
-    scores comparable between layers, such as the KL oracle's), keeping at least one
-    filter in every layer."""
+    """A plan removing a **count** of filters: the `count` with the lowest scores across all
+    layers (for scores comparable between layers, such as the KL oracle's), keeping at
+    least one filter in every layer."""
     total = sum(len(s) for s in scores.values())
     if not 0 < count < total - len(scores) + 1:
         raise ValueError(f"count must lie between 1 and {total - len(scores)} (every layer keeps "

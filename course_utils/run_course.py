@@ -56,12 +56,18 @@ def write_summary(out: Path, runs: list[dict]) -> Path:
     for run in runs:
         result = results.get(run["notebook"], {})
         headline = ", ".join(f"{k}: {v}" for k, v in result.get("headline", {}).items())
-        lines.append(f"| {run['notebook']} | {run['status']} | {result.get('profile', '')} | "
-                     f"{result.get('dataset', '')} | {run['seconds']:.0f} s | {headline} |")
+        cells = [run["notebook"], run["status"], result.get("profile", ""),
+                 result.get("dataset", ""), f"{run['seconds']:.0f} s", headline]
+        lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     (out / "runs.json").write_text(json.dumps(runs, indent=2))
     return path
+
+
+def _table_cell(value) -> str:
+    """A value as one Markdown table cell: a `|` inside it would end the cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -412,8 +412,15 @@ class ModelGraph:
                 and (residual_groups or not group.coupled)]
 
     def resolve(self, plan: Mapping[str, Sequence[int]]) -> dict[int, list[int]]:
-        """Check a plan and turn it into the sorted channel indices to remove per group."""
+        """Check a plan and turn it into the sorted channel indices to remove per group.
+
+        The members of a coupled group (a residual add) lose the same channels, so a plan
+        that names several members of one group must name the same channels for each:
+        merging different choices would remove their union, far more than any member asked
+        for. Such a plan is refused; `criteria.group_scores` scores each group once, so that
+        `lowest(group_scores(...), share)` cuts every group's share exactly once."""
         removed: dict[int, set[int]] = defaultdict(set)
+        named_by: dict[int, str] = {}
         for conv, indices in plan.items():
             group = self.group_of(conv)
             indices = [int(i) for i in (indices.tolist() if torch.is_tensor(indices)
@@ -431,6 +438,13 @@ class ModelGraph:
             if bad:
                 raise SurgeryError(f"{conv} has {group.channels} filters (0 to "
                                    f"{group.channels - 1}); the plan names {bad}")
+            if group.index in named_by and removed[group.index] != set(indices):
+                raise SurgeryError(
+                    f"the plan names {named_by[group.index]} and {conv}, members of one residual "
+                    f"group, with different channels; removing both choices would remove their "
+                    f"union. Plan each group once: lowest(criteria.group_scores(model, scores, "
+                    f"example_input), share), or name one member per group")
+            named_by[group.index] = conv
             removed[group.index] |= set(indices)
         for index, channels in removed.items():
             group = self.groups[index]
@@ -533,8 +547,10 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
     `plan` maps a conv's qualified name to the indices of the filters to remove. Every
     member of the conv's coupled group loses the same channels, and every consumer (the
     next convs, batch norms, a linear layer after a flatten) loses the matching inputs.
-    Parameters are replaced by smaller ones, with any `.grad` sliced alike, and batch-norm
-    running statistics are sliced: an optimizer built before must be built again.
+    A plan that names two members of one group must name the same channels for both
+    (see `ModelGraph.resolve`). Parameters are replaced by smaller ones, with any `.grad`
+    sliced alike, and batch-norm running statistics are sliced: an optimizer built before
+    must be built again. In place; returns the model (copy it first to keep the original).
     """
     graph = ModelGraph(model, example_input)
     removed = graph.resolve(plan)
@@ -600,8 +616,9 @@ def _keep_index(size: int, drop: Sequence[int], device) -> torch.Tensor:
 
 def thin(model: nn.Module, width: float, example_input: torch.Tensor) -> nn.Module:
     """Make a model `width` times as wide by removing the last channels of every prunable
-    group, in place: how the course scales torchvision's models, which have no width
-    argument. Meant for untrained models (which channels go does not matter there)."""
+    group: how the course scales torchvision's models, which have no width argument.
+    Meant for untrained models (which channels go does not matter there). In place;
+    returns the model."""
     if not 0 < width <= 1:
         raise ValueError(f"width must lie in (0, 1], got {width}")
     graph = ModelGraph(model, example_input)
@@ -611,10 +628,12 @@ def thin(model: nn.Module, width: float, example_input: torch.Tensor) -> nn.Modu
 
 
 @torch.no_grad()
-def mask_filters(model: nn.Module, plan: Mapping[str, Sequence[int]],
-                 example_input: torch.Tensor | None = None) -> nn.Module:
+def mask_filters(model: nn.Module, example_input: torch.Tensor | None,
+                 plan: Mapping[str, Sequence[int]]) -> nn.Module:
     """Zero the planned filters (and their coupled group's, and their batch norms' scale and
-    shift) in place, keeping every shape: the outputs of `remove_filters`, none of its savings."""
+    shift), keeping every shape: the outputs of `remove_filters`, none of its savings.
+    In place; returns the model. `example_input` may be None (channel counts then come
+    from the plan alone)."""
     graph = ModelGraph(model, example_input)
     removed = graph.resolve(plan)
     for index, channels in removed.items():

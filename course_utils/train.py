@@ -80,7 +80,8 @@ def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = No
         weight_decay: float = 5e-4, schedule: str = "onecycle", label_smoothing: float = 0.0,
         augment: bool = False, seed: int = 0, progress: bool = True,
         description: str = "training") -> History:
-    """Train `model` in place on its own device with SGD; returns the loss history."""
+    """Train `model` on its own device with SGD; returns the loss history. In place; the
+    model is left in eval mode (ready to evaluate or prune)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if not lr > 0:
@@ -127,9 +128,31 @@ def finetune(model: nn.Module, train_data: ImageData, epochs: int = 1, *, lr: fl
              batch_size: int = 128, seed: int = 0) -> nn.Module:
     """The course's fine-tuning after a pruning step, the same for every pruned model a
     notebook compares: SGD from a small rate down a cosine, crops and flips on images of
-    32 pixels and more, no progress bar. Returns the model, fine-tuned in place."""
+    32 pixels and more, no progress bar. In place; returns the model (in eval mode)."""
     fit(model, train_data, epochs=epochs, lr=lr, schedule="cosine", batch_size=batch_size,
         augment=augments(train_data), seed=seed, progress=False)
+    return model
+
+
+@torch.no_grad()
+def reestimate_batch_norm(model: nn.Module, data: ImageData, batch_size: int = 256) -> nn.Module:
+    """Reset every batch norm's running statistics and measure them again on `data` (a
+    plain average over its batches; no weight changes), in place: what paper 05 does
+    after a reduction, where our surgery keeps each remaining channel's sliced statistics.
+    Leaves the model in eval mode and returns it."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches below
+    model.train()
+    try:
+        for images, _ in data.batches(batch_size, device=model_device(model)):
+            model(images)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
     return model
 
 
@@ -205,7 +228,8 @@ class Baseline:
     config: dict
     history: History
     train: ImageData  # the training images it saw (the profile's subset)
-    test: ImageData  # the profile's test images
+    val: ImageData  # the 5,000 images held out of the training split, for every choice
+    test: ImageData  # the profile's test images, for reporting only
     loaded: bool  # True when it came from a checkpoint, False when trained just now
 
 
@@ -217,6 +241,7 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
     train_data = load_dataset(dataset, "train", profile.train_size, fallback=fallback,
                               device=device)
     test_data = load_dataset(train_data.info.name, "test", profile.test_size, device=device)
+    val_data = load_dataset(train_data.info.name, "val", device=device)
     recipe = BASELINE_RECIPES.get(model_name, dict(lr=0.05, weight_decay=5e-4))
     augment = augments(train_data)
     config = dict(format=CHECKPOINT_FORMAT, model=model_name, width=profile.width,
@@ -239,4 +264,4 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
 
     model, record, loaded = cached_training(config, build, train)
     model.to(device).eval()
-    return Baseline(model, config, History(**record), train_data, test_data, loaded)
+    return Baseline(model, config, History(**record), train_data, val_data, test_data, loaded)

@@ -6,6 +6,7 @@ cells marked NBVAL_CHECK_OUTPUT.
 """
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -57,3 +58,13 @@ def test_summary_is_built_from_the_results_files(tmp_path):
     summary = write_summary(tmp_path, runs).read_text()
     assert "| 00_x | ok | smoke | MNIST | 12 s | accuracy: 0.5 |" in summary
     assert "| 01_y | failed: KeyError |" in summary
+
+
+def test_a_bar_in_a_headline_value_does_not_break_the_summary_table(tmp_path):
+    (tmp_path / "01_x.json").write_text(json.dumps(dict(
+        notebook="01_x", profile="smoke", dataset="MNIST",
+        headline={"superclasses": "[0, 1] | [2] | [3]"})))
+    summary = write_summary(tmp_path, [dict(notebook="01_x", status="ok", seconds=1.0)]).read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| 01_x"))
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]
+    assert len(cells) == 6 and cells[-1].strip() == r"superclasses: [0, 1] \| [2] \| [3]"

@@ -7,7 +7,8 @@ from torch import nn
 
 from course_utils import storage
 from course_utils.data import DATASETS, ImageData
-from course_utils.train import CheckpointMismatch, cached_training, evaluate, fit
+from course_utils.train import (CheckpointMismatch, cached_training, evaluate, fit,
+                                reestimate_batch_norm)
 
 
 def blobs(n=512, seed=0):
@@ -129,3 +130,16 @@ def test_a_crash_while_saving_leaves_the_previous_file_whole(tmp_path, monkeypat
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left behind
     assert torch.load(path, weights_only=True) == {"version": 1}
+
+
+def test_reestimated_batch_norm_holds_the_statistics_of_the_data_and_changes_no_weight():
+    data = blobs(256)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.3), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16, 10))
+    weights = [p.detach().clone() for p in model.parameters()]
+    reestimate_batch_norm(model, data, batch_size=64)
+    with torch.no_grad():
+        maps = model[0](torch.cat([x for x, _ in data.batches(256)]))
+    assert torch.allclose(model[1].running_mean, maps.mean((0, 2, 3)), atol=1e-5)
+    assert not model.training and model[1].momentum == 0.3
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))

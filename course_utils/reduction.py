@@ -1,0 +1,67 @@
+"""Paper 05's loop: score, cut a share of the reducible filters, fine-tune, repeat.
+
+    run = reduce_iteratively(model, cuts=6, share=0.05, rounds_per_cut=1, rounds=parts, ...)
+
+Round k of fine-tuning (counted over the whole run, whatever is evaluated) trains on
+`rounds[k % len(rounds)]` with seed `seed + k`, so that every schedule, and every model of
+a table, sees the same images in the same order at the same round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .criteria import check_ratio, globally_lowest, reducible_scores, taylor
+from .data import ImageData
+from .surgery import ModelGraph, remove_filters
+from .train import evaluate, finetune
+
+
+@dataclass
+class Reduction:
+    """What `reduce_iteratively` did: accuracy after each round (when asked) and the round
+    before which each cut fell."""
+
+    cut_before_round: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)  # on `curve_data`, one per round
+
+
+def reducible_filters(model: nn.Module, example_input: torch.Tensor,
+                      residual_groups: bool = False) -> int:
+    """How many filters paper 05's rule lets us remove (residual groups counted once)."""
+    graph = ModelGraph(model, example_input)
+    return sum(graph.group_of(conv).channels for conv in graph.reducible(residual_groups))
+
+
+def reduce_iteratively(model: nn.Module, cuts: int, share: float, rounds_per_cut: int,
+                       rounds: list[ImageData], calibration: ImageData,
+                       example_input: torch.Tensor, *, lr: float, batch_size: int,
+                       seed: int = 0, criterion: Callable = taylor,
+                       residual_groups: bool = False,
+                       curve_data: ImageData | None = None) -> Reduction:
+    """Reduce `model` in place: `cuts` times, score the filters on `calibration` with
+    `criterion`, remove the globally lowest `share` of the filters that were reducible at
+    the start, and fine-tune `rounds_per_cut` rounds. With `curve_data`, the accuracy on it
+    is recorded after every round."""
+    check_ratio(share * cuts, "share x cuts (the fraction of reducible filters removed)")
+    if not (cuts >= 1 and rounds_per_cut >= 1 and rounds):
+        raise ValueError("reduce_iteratively needs at least one cut, one round after each, "
+                         "and a list of fine-tuning slices")
+    per_cut = round(share * reducible_filters(model, example_input, residual_groups))
+    run, done = Reduction(), 0
+    for _ in range(cuts):
+        scores = reducible_scores(model, criterion(model, calibration), example_input,
+                                  residual_groups)
+        remove_filters(model, example_input, globally_lowest(scores, per_cut))
+        run.cut_before_round.append(done)
+        for _ in range(rounds_per_cut):
+            finetune(model, rounds[done % len(rounds)], lr=lr, batch_size=batch_size,
+                     seed=seed + done)
+            done += 1
+            if curve_data is not None:
+                run.accuracy.append(evaluate(model, curve_data).accuracy)
+    return run
