@@ -85,26 +85,37 @@ def mean_activation(model: nn.Module, data: ImageData, batch_size: int = 256) ->
 
 
 def taylor(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
-    """First-order Taylor (Molchanov et al. 2017, eq. 8): per image, |the spatial mean of
-    activation x gradient of the loss|, then the mean over images; normalised per layer to
-    unit L2 norm. It estimates how much each image's loss changes when the filter's map is
-    set to zero, so the map is read where zero means removed: after the conv's batch norm
-    (before it, the norm's shift would bring a zeroed channel back). A ReLU in between
-    changes nothing: where it cuts, both the activation and its gradient are zero."""
-    sums: dict[str, torch.Tensor] = {}
+    """First-order Taylor (Molchanov et al. 2017, eq. 8): per image, |activation x gradient
+    of the loss, summed over the map|, then the mean over images; normalised per layer to
+    unit L2 norm (so summing or averaging over positions ranks alike). It estimates how much
+    each image's loss changes when the filter's map is set to zero, so the map is read
+    where zero means removed: after the conv's batch norm (before it, the norm's shift
+    would bring a zeroed channel back). A ReLU in between changes nothing: where it cuts,
+    both the activation and its gradient are zero. The members of a residual group lose a
+    channel together, so their terms are added per image before the absolute value (the
+    first-order change of removing the channel from the residual stream); every member
+    gets the group's score."""
+    per_image: dict[str, list[torch.Tensor]] = {}
     for outputs in _hooked_passes(model, data, batch_size, with_gradients=True):
         for name, output in outputs.items():
-            per_image = (output * output.grad).mean((2, 3)).abs()
-            sums[name] = sums.get(name, 0) + per_image.sum(0).detach()
-    return {name: _unit(total / len(data)) for name, total in sums.items()}
+            per_image.setdefault(name, []).append((output * output.grad).sum((2, 3)).detach())
+    terms = {name: torch.cat(parts) for name, parts in per_image.items()}  # (images, filters)
+    for group in ModelGraph(model).groups:
+        members = [conv for conv in group.convs if conv in terms]
+        if len(members) > 1:
+            joint = sum(terms[conv] for conv in members)
+            terms.update({conv: joint for conv in members})
+    return {name: _unit(contribution.abs().mean(0)) for name, contribution in terms.items()}
 
 
 @torch.no_grad()
 def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
                     batch_size: int = 256) -> dict:
     """Paper 01's measure as a score: how much accuracy on `data` drops when a group of
-    `group_size` consecutive filters is zeroed (each filter gets its group's score). One
-    image is 1/N of accuracy; ties are broken by the loss increase, scaled below that."""
+    `group_size` consecutive filters is deleted (each filter gets its group's score). One
+    image is 1/N of accuracy; ties are broken by the loss increase, scaled below that.
+    Deleting a channel of a residual group deletes it from every member at once (the
+    channel of the residual stream), so every member of a group gets the same scores."""
     if not (isinstance(group_size, int) and group_size >= 1):
         raise ValueError(f"group_size must be a whole number of filters, at least 1, got {group_size}")
     device = next(model.parameters()).device
@@ -121,26 +132,32 @@ def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
         return correct / len(data), loss / len(data)
 
     base_accuracy, base_loss = accuracy_and_loss()
+    convs, ends = scored_convs(model), channel_ends(model)
     scores = {}
-    ends = channel_ends(model)
     try:
-        for name, conv in scored_convs(model).items():
-            scores[name] = torch.empty(conv.out_channels)
-            where = model.get_submodule(ends[name])
-            for start in range(0, conv.out_channels, group_size):
-                group = slice(start, start + group_size)
+        for group in ModelGraph(model).groups:
+            members = [conv for conv in group.convs if conv in convs]
+            if not members:
+                continue
+            channels = convs[members[0]].out_channels
+            group_scores = torch.empty(channels)
+            for start in range(0, channels, group_size):
+                deleted = slice(start, start + group_size)
 
-                def zero_group(module, inputs, output, group=group):
+                def zero_group(module, inputs, output, deleted=deleted):
                     output = output.clone()
-                    output[:, group] = 0
+                    output[:, deleted] = 0
                     return output
-                hook = where.register_forward_hook(zero_group)
+                hooks = [model.get_submodule(ends[conv]).register_forward_hook(zero_group)
+                         for conv in members]
                 try:
                     accuracy, loss = accuracy_and_loss()
                 finally:
-                    hook.remove()
+                    for hook in hooks:
+                        hook.remove()
                 tie_break = (loss - base_loss) / (1 + abs(loss - base_loss)) / (2 * len(data))
-                scores[name][group] = base_accuracy - accuracy + tie_break
+                group_scores[deleted] = base_accuracy - accuracy + tie_break
+            scores.update({conv: group_scores.clone() for conv in members})
     finally:
         model.train(was_training)
     return scores
@@ -418,15 +435,18 @@ def lowest(scores: dict[str, torch.Tensor], share: float,
 def group_scores(model: nn.Module, scores: dict[str, torch.Tensor],
                  example_input: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One score vector per prunable channel group, under its first member's name: the
-    **sum** of its members' scores for each shared channel. For the L1 norm that is
-    exactly the group's norm (every weight that goes when the channel goes); a group of
-    one conv keeps its own scores. `lowest` on the result cuts each group once."""
+    **mean** of its members' scores for each shared channel. For Taylor and the deletion
+    effect every member already carries the group's joint score (the channel removed from
+    the whole residual stream), so the mean is that score; for a weight norm it is the
+    group's norm (every weight that goes with the channel) over its number of members,
+    which keeps a group comparable with a single layer in a global ranking. A group of one
+    conv keeps its own scores. `lowest` on the result cuts each group once."""
     graph = ModelGraph(model, example_input)
     grouped = {}
     for group in graph.groups:
         members = [scores[conv] for conv in group.convs if conv in scores]
         if group.prunable and members:
-            grouped[group.convs[0]] = torch.stack(members).sum(0)
+            grouped[group.convs[0]] = torch.stack(members).mean(0)
     return grouped
 
 
@@ -475,13 +495,11 @@ def keep_for_parameters(model: nn.Module, target: float, layers: list[str],
 def reducible_scores(model: nn.Module, scores: dict[str, torch.Tensor],
                      example_input: torch.Tensor | None = None,
                      residual_groups: bool = False) -> dict[str, torch.Tensor]:
-    """Paper 05's candidates for removal: {representative conv: one score per channel} for
-    the convs its rule lets us reduce (`ModelGraph.reducible`). A residual group, whose
-    members lose the same channels, is scored by the mean of its members' scores."""
-    graph = ModelGraph(model, example_input)
-    return {conv: torch.stack([scores[member] for member in graph.group_of(conv).convs
-                               if member in scores]).mean(0)
-            for conv in graph.reducible(residual_groups)}
+    """Paper 05's candidates for removal: the `group_scores` of the convs its rule lets us
+    reduce (`ModelGraph.reducible`), with or without the residual groups."""
+    reducible = ModelGraph(model, example_input).reducible(residual_groups)
+    grouped = group_scores(model, scores, example_input)
+    return {conv: grouped[conv] for conv in reducible}
 
 
 def globally_lowest(scores: dict[str, torch.Tensor], count: int) -> dict[str, list[int]]:

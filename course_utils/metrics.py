@@ -81,3 +81,11 @@ def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
                                                            max(5, repeats // 2))
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def non_dominated(cost, value) -> list[bool]:
+    """The Pareto front: True where no other point is at most as costly and at least as
+    good, and strictly better in one of the two."""
+    points = list(zip(cost, value))
+    return [not any(c <= c0 and v >= v0 and (c < c0 or v > v0) for c, v in points)
+            for c0, v0 in points]

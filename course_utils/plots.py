@@ -86,9 +86,10 @@ GRAPH_COLOURS = {"reducible": "#7fc97f", "residual group": "#fdc086",
 
 
 def draw_model_graph(graph, axis, title: str = ""):
-    """A `surgery.ModelGraph`'s execution graph, top to bottom: each convolution coloured by
-    what paper 05 may do with it (reduce it; only with its residual group; leave it, as it
-    feeds a concatenation; never, its channels are fixed), other operations in grey."""
+    """A `surgery.ModelGraph`'s execution graph, top to bottom: each layer with filters of
+    its own (a convolution, or a Linear on the channel axis) coloured by what paper 05 may do
+    with it (reduce it; only with its residual group; leave it, as it feeds a concatenation;
+    never: its channels are fixed or refused), other operations in grey."""
     nodes = [n for n in graph.module.graph.nodes if n.op != "get_attr"]
     lanes, taken = {}, set()
     for node in nodes:
@@ -119,7 +120,7 @@ def draw_model_graph(graph, axis, title: str = ""):
 
 
 def _graph_kind(graph, node) -> str:
-    if node.op != "call_module" or not isinstance(graph.modules[node.target], torch.nn.Conv2d):
+    if node.op != "call_module" or not any(node.target in g.convs for g in graph.groups):
         return "operation"
     group = graph.group_of(node.target)
     if not group.prunable:

@@ -1,6 +1,6 @@
 """Run profiles: how big a notebook's run is, defined in one place.
 
-`smoke` is for tests and CI (a notebook in about a minute on 2 CPU cores), `quick`
+`smoke` is for tests and CI (20 s to 4 minutes a notebook on 2 CPU cores), `quick`
 for a laptop CPU (minutes, trends visible), `paper` for a CUDA GPU (the papers' full
 datasets and widths). `auto` picks `paper` on CUDA and `quick` otherwise; the
 environment variable COURSE_PROFILE overrides `auto`, so that nbval runs the stored

@@ -6,6 +6,10 @@ Each notebook in notebooks/ runs under papermill with its PROFILE set, in a fres
 kernel; the executed copy and the notebook's results JSON go to the output folder,
 and summary.md gathers one row per notebook from those JSON files. A failing notebook
 is recorded and the others still run; the exit status says whether all succeeded.
+
+A successful run of the `quick` or `paper` profile also records each notebook's results,
+with its wall time, in notebooks/results/<profile>/<notebook>.json: the numbers a
+notebook's introduction may quote (tests/test_prose_numbers.py holds it to them).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from .results import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+RECORDED = NOTEBOOKS / "results"  # results/<profile>/<notebook>.json, kept in git
+RECORDED_PROFILES = ("quick", "paper")
 
 
 def course_notebooks() -> list[Path]:
@@ -65,6 +71,21 @@ def write_summary(out: Path, runs: list[dict]) -> Path:
     return path
 
 
+def record_results(out: Path, run: dict, recorded: Path = RECORDED) -> Path | None:
+    """Keep a successful quick or paper run's results, with its wall time, in the repo."""
+    results = out / f"{run['notebook']}.json"
+    if run["status"] != "ok" or not results.exists():
+        return None
+    record = json.loads(results.read_text())
+    if record.get("profile") not in RECORDED_PROFILES:
+        return None
+    record.update(seconds=run["seconds"], recorded=f"{datetime.date.today()}")
+    path = recorded / record["profile"] / results.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def _table_cell(value) -> str:
     """A value as one Markdown table cell: a `|` inside it would end the cell."""
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -89,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {notebook.name} (profile {args.profile}) ...", flush=True)
         runs.append(run_notebook(notebook, args.out, args.profile))
         print(f"  {runs[-1]['status']} in {runs[-1]['seconds']:.0f} s", flush=True)
+        record_results(args.out, runs[-1])
     summary = write_summary(args.out, runs)
     print(summary.read_text())
     return 0 if all(run["status"] == "ok" for run in runs) else 1

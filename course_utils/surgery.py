@@ -4,11 +4,16 @@
 convolution's output channels through the graph: through activations, pooling and
 dropout unchanged; into a BatchNorm, the next convolution's input channels, a depthwise
 convolution (which ties its input channels to its output channels), or, after a
-flatten, a Linear layer's columns; across `torch.cat` at an offset; and across an
+flatten, a Linear layer's columns; across `torch.cat` at an offset; across an
 elementwise add or multiply, which ties the channels of every producer feeding it
-into one *coupled group* (a residual connection). A group may be pruned unless its
-channels reach the network's output, meet an operation surgery does not understand,
-or pass through a hard-coded reshape.
+into one *coupled group* (a residual connection); and through `permute`, `transpose`
+and `movedim` to a channels-last layout, where a Linear layer acts on the channel axis
+like a 1x1 convolution (ConvNeXt's blocks: consumer of its input channels, producer of
+its output channels) and a per-channel parameter (ConvNeXt's layer scale) is sliced with
+its channels. A group may be pruned unless its channels reach the network's output, meet
+an operation surgery does not understand, pass through a hard-coded reshape, or are
+normalised together by a LayerNorm (removing a channel would change the others' mean and
+variance, so the pruned network would not be the masked one).
 
 `remove_filters(model, example_input, plan)` then removes the planned channels from
 every member and consumer of their group, in place. `mask_filters` zeroes them instead
@@ -20,12 +25,11 @@ from __future__ import annotations
 import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 
 class SurgeryError(ValueError):
@@ -38,15 +42,20 @@ CHANNELWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Sigmoid,
     nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish,
     nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
-    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
 )
+SPATIAL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _F = nn.functional
+try:  # ConvNeXt, EfficientNet: drops whole samples of a residual branch, channels untouched
+    from torchvision.ops import stochastic_depth as _stochastic_depth
+except ImportError:  # pragma: no cover
+    _stochastic_depth = None
 CHANNELWISE_FUNCTIONS = {
     torch.relu, torch.relu_, _F.relu, _F.relu6, _F.leaky_relu, _F.elu, _F.gelu, _F.silu,
     _F.hardswish, _F.hardsigmoid, _F.hardtanh, torch.sigmoid, torch.tanh, _F.dropout,
-    _F.max_pool2d, _F.avg_pool2d, _F.adaptive_avg_pool2d, _F.adaptive_max_pool2d,
-    operator.neg,
+    operator.neg, _stochastic_depth,
 }
+SPATIAL_FUNCTIONS = {_F.max_pool2d, _F.avg_pool2d, _F.adaptive_avg_pool2d, _F.adaptive_max_pool2d}
+MOVING_AXES = {"permute", torch.permute, "transpose", torch.transpose, "movedim", torch.movedim}
 CHANNELWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float",
                        "to", "type_as", "detach"}
 JOINING = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
@@ -72,10 +81,15 @@ class Layout:
 
     segments: tuple[Segment, ...]
     spatial: int | None = None
+    channel_dim: int = 1  # 1 for N x C x H x W, -1 once permuted to channels-last
 
     @property
     def flattened(self) -> bool:
         return self.spatial is not None
+
+    @property
+    def channels_first(self) -> bool:
+        return self.channel_dim == 1 and not self.flattened
 
 
 @dataclass
@@ -83,7 +97,7 @@ class ChannelGroup:
     """Channels that must be removed together: one producer, or all those an add ties."""
 
     index: int
-    convs: list[str]  # every conv whose filters are these channels (depthwise ones included)
+    convs: list[str]  # every conv (or channels-last Linear) producing these channels, depthwise ones included
     channels: int | None
     prunable: bool
     reason: str | None  # why not, when not prunable
@@ -94,8 +108,11 @@ class ChannelGroup:
 @dataclass
 class _Consumer:
     module: str
-    kind: str  # "conv", "depthwise", "batchnorm" or "linear"
+    kind: str  # "conv", "depthwise", "batchnorm", "linear" (after a flatten), "channels" (a
+    #            Linear on the channel axis) or "scale" (a per-channel parameter)
     layout: Layout
+    parameter: str | None = None  # for "scale": the parameter's name in `module`
+    axis: int = 0  # for "scale": the parameter's channel axis
 
 
 @dataclass
@@ -118,6 +135,16 @@ class _RecordingTracer(torch.fx.Tracer):
             if self.failed_in is None:
                 self.failed_in = self.path_of_module(module)
             raise
+
+
+def produces_channels(module: nn.Module) -> bool:
+    """A layer with filters of its own: a conv with groups=1, or a Linear on the channel axis."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+
+
+def _attention_inside(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__
+               for m in model.modules())
 
 
 def scored_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -260,22 +287,40 @@ class ModelGraph:
         if reused and has_weights and inputs:
             self._forbid(inputs, f"module {name} is called more than once")
         if isinstance(module, nn.Conv2d):
+            if layout is not None and not layout.channels_first:
+                self._forbid(inputs, f"{name} reads them in a layout surgery does not follow")
+                layout = None
             return self._conv_node(name, module, layout, reused)
         if layout is None:
             return None
-        if isinstance(module, nn.BatchNorm2d) and not layout.flattened:
+        if isinstance(module, nn.BatchNorm2d) and layout.channels_first:
             self.consumers.append(_Consumer(name, "batchnorm", layout))
             return layout
-        if isinstance(module, CHANNELWISE_MODULES):
+        if isinstance(module, CHANNELWISE_MODULES) or (
+                isinstance(module, SPATIAL_MODULES) and layout.channels_first):
             return layout
-        if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+        if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1 \
+                and layout.channel_dim == 1:
             return _flatten(layout, node)
         if isinstance(module, nn.Linear) and layout.flattened:
             self.consumers.append(_Consumer(name, "linear", layout))
             return None
+        if isinstance(module, nn.Linear) and layout.channel_dim == -1:
+            return self._linear_on_channels(name, module, layout, reused)
+        if isinstance(module, nn.LayerNorm) and layout.channel_dim == -1:
+            self._forbid(inputs, _normalised_together(name))
+            return layout
         self._forbid(inputs, f"they meet {type(module).__name__} {name}, which surgery "
                              f"does not know how to shrink")
         return None
+
+    def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout, reused: bool):
+        """A Linear on the channel axis of a channels-last tensor: a 1x1 convolution."""
+        self.consumers.append(_Consumer(name, "channels", layout))
+        reason = f"module {name} is called more than once" if reused else None
+        segment = Segment(self._new_source(name, reason), linear.out_features)
+        self._conv_segment[name] = segment
+        return Layout((segment,), channel_dim=-1)
 
     def _conv_node(self, name, conv: nn.Conv2d, layout: Layout | None, reused: bool):
         if layout is not None and conv.groups == 1:
@@ -302,20 +347,27 @@ class ModelGraph:
         if not inputs or target in NOT_TENSORS or target is getattr:
             return None
         first = layouts.get(node.args[0]) if node.args else None
-        if target in CHANNELWISE_FUNCTIONS or target in CHANNELWISE_METHODS:
+        if target in CHANNELWISE_FUNCTIONS or target in CHANNELWISE_METHODS or (
+                target in SPATIAL_FUNCTIONS and first is not None and first.channels_first):
             if first is not None and len(inputs) == 1:
                 return first
         elif target in JOINING:
-            return self._join(node, inputs)
+            return self._join(node, layouts, inputs)
         elif target is torch.cat:
             return self._concatenate(node, layouts)
+        elif target in MOVING_AXES:
+            return self._move_axes(node, first, inputs)
+        elif target is _F.layer_norm and first is not None and first.channel_dim == -1:
+            self._forbid(inputs, _normalised_together(_owner(node) or _describe(node)))
+            return first
         elif target in (torch.flatten, "flatten"):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-            if first is not None and start == 1 and end == -1:
+            if first is not None and first.channel_dim == 1 and start == 1 and end == -1:
                 return _flatten(first, node)
         elif target in ("view", "reshape", torch.reshape):
-            return self._reshape(node, first, inputs)
+            if first is None or first.channel_dim == 1:
+                return self._reshape(node, first, inputs)
         elif target in ("mean", torch.mean, "sum", torch.sum, "amax", torch.amax):
             reduced = _spatial_reduction(node, first)
             if reduced is not None:
@@ -324,20 +376,72 @@ class ModelGraph:
                              f"understand")
         return None
 
-    def _join(self, node, inputs) -> Layout | None:
-        if len(inputs) != len(_input_nodes(node)):
+    def _join(self, node, layouts, inputs) -> Layout | None:
+        operands = _input_nodes(node)
+        others = [n for n in operands if n not in layouts]
+        if others:
+            if len(inputs) == 1 and all(self._channel_parameter(n, node, inputs[0]) for n in others):
+                return inputs[0]  # a per-channel scale or shift, such as ConvNeXt's layer scale
             self._forbid(inputs, f"{_describe(node)} combines them with a tensor that is "
                                  f"not a convolution's output")
             return None
         first = inputs[0]
         for other in inputs[1:]:
             lengths = [s.length for s in first.segments]
-            if lengths != [s.length for s in other.segments] or first.spatial != other.spatial:
+            if (lengths != [s.length for s in other.segments] or first.spatial != other.spatial
+                    or first.channel_dim != other.channel_dim):
                 self._forbid(inputs, f"{_describe(node)} adds tensors concatenated differently")
                 return None
             for a, b in zip(first.segments, other.segments):
                 self._union(a.source, b.source)
         return first
+
+    def _channel_parameter(self, parameter: torch.fx.Node, node, layout: Layout) -> bool:
+        """Record `parameter` as a consumer sliced with the channels when it holds one value
+        per channel along the channel axis (every other axis of size one)."""
+        if parameter.op != "get_attr" or layout.flattened:
+            return False
+        owner, _, name = parameter.target.rpartition(".")
+        tensor = getattr(self.modules[owner], name, None)
+        if not torch.is_tensor(tensor) or tensor.dim() == 0:
+            return False
+        rank = len(_shape(node) or (0, 0, 0, 0))
+        axis = (layout.channel_dim % rank) - (rank - tensor.dim())
+        channels = sum(s.length or 0 for s in layout.segments)
+        if not 0 <= axis < tensor.dim() or any(size != 1 for i, size in enumerate(tensor.shape)
+                                              if i != axis):
+            return False
+        if channels and tensor.shape[axis] != channels:
+            return False
+        self.consumers.append(_Consumer(owner, "scale", layout, parameter=name, axis=axis))
+        return True
+
+    def _move_axes(self, node, first: Layout | None, inputs) -> Layout | None:
+        """permute, transpose, movedim: follow where the channel axis goes."""
+        if first is None or first.flattened:
+            self._forbid(inputs, f"they meet {_describe(node)} after a flatten")
+            return None
+        rank = len(_shape(node) or (0, 0, 0, 0))
+        old = first.channel_dim % rank
+        args = list(node.args[1:])
+        if node.target in ("permute", torch.permute):
+            dims = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else \
+                args or node.kwargs.get("dims")
+            order = [d % rank for d in dims]
+        elif node.target in ("transpose", torch.transpose):
+            a, b = (d % rank for d in (args or [node.kwargs["dim0"], node.kwargs["dim1"]]))
+            order = list(range(rank))
+            order[a], order[b] = b, a
+        else:  # movedim, one axis
+            source, destination = (d % rank for d in args[:2])
+            order = [d for d in range(rank) if d != source]
+            order.insert(destination, source)
+        new = order.index(old)
+        if new in (1, rank - 1):
+            return replace(first, channel_dim=1 if new == 1 else -1)
+        self._forbid(inputs, f"{_describe(node)} moves the channels to axis {new}, where "
+                             f"surgery does not follow them")
+        return None
 
     def _concatenate(self, node, layouts) -> Layout | None:
         parts = node.args[0]
@@ -346,7 +450,7 @@ class ModelGraph:
         known = [p for p in part_layouts if p is not None]
         rank = len(_shape(node) or (0, 0, 0, 0))
         if dim in (1, 1 - rank) and len(known) == len(parts) and all(
-                not p.flattened for p in known):
+                p.channels_first for p in known):
             self._concatenated |= {s.source for p in known for s in p.segments}
             return Layout(tuple(s for p in known for s in p.segments))
         self._forbid(known, f"{_describe(node)} concatenates them in a way surgery does not "
@@ -379,13 +483,16 @@ class ModelGraph:
                 order.append(root)
             members[root].append(name)
         concatenated = {self._find(source) for source in self._concatenated}
+        note = ("; transformer blocks (attention) are not handled: this surgery removes "
+                "convolutional filters" if _attention_inside(self.model) else "")
         groups = []
         for index, root in enumerate(order):
             reasons = self._sources[root].reasons
             lengths = {self._conv_segment[name].length for name in members[root]}
-            producers = [name for name in members[root] if self.modules[name].groups == 1]
+            producers = [name for name in members[root] if produces_channels(self.modules[name])]
             groups.append(ChannelGroup(index, members[root], lengths.pop() if len(lengths) == 1
-                                       else None, not reasons, "; ".join(reasons) or None,
+                                       else None, not reasons,
+                                       "; ".join(reasons) + note if reasons else None,
                                        coupled=len(producers) > 1,
                                        concatenated=root in concatenated))
         return groups
@@ -485,8 +592,18 @@ def _input_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
 
 
 def _shape(node: torch.fx.Node):
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+    return node.meta.get("shape")
+
+
+class _ShapeRecorder(torch.fx.Interpreter):
+    """Runs the traced graph once and keeps each tensor result's shape in node.meta["shape"]
+    (all the walk needs; lighter than torch.fx's ShapeProp, which records strides and more)."""
+
+    def run_node(self, node):
+        result = super().run_node(node)
+        if torch.is_tensor(result):
+            node.meta["shape"] = tuple(result.shape)
+        return result
 
 
 def _channels(node: torch.fx.Node) -> int | None:
@@ -507,7 +624,7 @@ def _flatten(layout: Layout, node: torch.fx.Node) -> Layout:
 
 def _spatial_reduction(node: torch.fx.Node, layout: Layout | None) -> Layout | None:
     """x.mean((2, 3)) and its kin: channels survive; without keepdim they become features."""
-    if layout is None or layout.flattened:
+    if layout is None or not layout.channels_first:
         return None
     dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
@@ -515,6 +632,18 @@ def _spatial_reduction(node: torch.fx.Node, layout: Layout | None) -> Layout | N
     if {d % 4 for d in dims} != {2, 3}:
         return None
     return layout if keepdim else Layout(layout.segments, 1)
+
+
+def _owner(node: torch.fx.Node) -> str | None:
+    """The innermost module whose forward made this node (recorded by torch.fx)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack), None) if stack else None
+
+
+def _normalised_together(where: str) -> str:
+    return (f"they are normalised together by the LayerNorm {where}: removing a channel would "
+            f"change the others' mean and variance, so the pruned network would not compute "
+            f"what the masked one does")
 
 
 def _describe(node: torch.fx.Node) -> str:
@@ -528,7 +657,7 @@ def _propagate_shapes(graph_module, model, example_input) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            ShapeProp(graph_module).propagate(example_input)
+            _ShapeRecorder(graph_module).run(example_input)
     except Exception as error:
         raise SurgeryError(f"the example input of shape {tuple(example_input.shape)} does not "
                            f"run through the model: {error}") from error
@@ -559,7 +688,10 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
     for index, channels in removed.items():
         for conv in graph.groups[index].convs:
             module = graph.modules[conv]
-            if module.groups == 1:
+            if isinstance(module, nn.Linear):
+                _shrink(module, ("weight", "bias"), 0, channels, module.out_features)
+                module.out_features -= len(channels)
+            elif produces_channels(module):
                 _shrink(module, ("weight", "bias"), 0, channels, module.out_channels)
                 module.out_channels -= len(channels)
     for consumer in graph.consumers:
@@ -577,6 +709,13 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
         _shrink(module, ("weight", "bias"), 0, positions, module.out_channels)
         module.in_channels = module.out_channels = module.groups = (
             module.out_channels - len(positions))
+    elif consumer.kind == "channels":
+        _shrink(module, ("weight",), 1, positions, module.in_features)
+        module.in_features -= len(positions)
+    elif consumer.kind == "scale":
+        parameter = getattr(module, consumer.parameter)
+        _shrink(module, (consumer.parameter,), consumer.axis, positions,
+                parameter.shape[consumer.axis])
     elif consumer.kind == "batchnorm":
         _shrink(module, ("weight", "bias", "running_mean", "running_var"), 0, positions,
                 module.num_features)
@@ -593,19 +732,21 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
 
 def _shrink(module: nn.Module, names, dim: int, drop: Sequence[int], size: int) -> None:
     """Replace each named parameter or buffer by itself without the indices `drop` on `dim`."""
+    keep = None
     for name in names:
         tensor = getattr(module, name, None)
         if tensor is None:
             continue
-        keep = _keep_index(size, drop, tensor.device)
+        if keep is None or keep.device != tensor.device:
+            keep = _keep_index(size, drop, tensor.device)
+        smaller = tensor.detach().index_select(dim, keep)  # a new tensor: no clone needed
         if isinstance(tensor, nn.Parameter):
-            smaller = nn.Parameter(tensor.detach().index_select(dim, keep).clone(),
-                                   requires_grad=tensor.requires_grad)
+            smaller = nn.Parameter(smaller, requires_grad=tensor.requires_grad)
             if tensor.grad is not None:
-                smaller.grad = tensor.grad.index_select(dim, keep).clone()
-            setattr(module, name, smaller)
+                smaller.grad = tensor.grad.index_select(dim, keep)
+            module._parameters[name] = smaller  # replaces a registered parameter in place
         else:
-            module._buffers[name] = tensor.index_select(dim, keep).clone()
+            module._buffers[name] = smaller
 
 
 def _keep_index(size: int, drop: Sequence[int], device) -> torch.Tensor:
@@ -639,7 +780,7 @@ def mask_filters(model: nn.Module, example_input: torch.Tensor | None,
     for index, channels in removed.items():
         for conv in graph.groups[index].convs:
             module = graph.modules[conv]
-            if module.groups == 1:
+            if produces_channels(module):
                 module.weight[channels] = 0
                 if module.bias is not None:
                     module.bias[channels] = 0

@@ -7,27 +7,39 @@ Every combination of the `--grid` values is one run, in its own folder under `--
 (`runs/sweeps/<notebook>` by default): the executed notebook, the results JSON the
 notebook saved, and run.json (parameters, status, seconds, the error if it failed).
 Finished runs are never run again nor overwritten, so the same command resumes a sweep;
-a failed run is recorded, the others go on, and the next call retries it. Runs go in
-parallel processes (`--jobs`), the cores shared between them. results.csv has a row
-per run (its parameters and headline numbers); with `--plot KEY`, plot.png draws that
-headline number against the first grid parameter, the mean and spread over the others.
+a failed run is recorded, the others go on, and the next call retries it. results.csv has
+a row per run (its parameters and headline numbers); with `--plot KEY`, plot.png draws
+that headline number against the first grid parameter, the mean and spread over the
+others.
+
+Each run is one task on a Dask distributed cluster: by default a local one with `--jobs`
+worker processes (the cores shared between them), or an existing one with `--scheduler
+ADDRESS` (started by hand, or by dask-jobqueue on SLURM/PBS, or dask-kubernetes). A run is
+written to a `.partial-*` folder and renamed when it ends, so a worker that dies mid-run
+leaves nothing that counts as done, and Dask runs the task again on another worker; a
+notebook that raises is a finished task, recorded as failed, not retried.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,22 +79,27 @@ def run_name(parameters: dict, grid_names: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "-", text)
 
 
-def run_one(notebook: Path, folder: Path, parameters: dict, threads: int) -> dict:
-    """Execute `notebook` into `folder` unless a finished run is there; returns its record."""
+def run_one(notebook: Path, folder: Path, parameters: dict, threads: int,
+            gpus: list[int] | None = None) -> dict:
+    """Execute `notebook` into `folder` unless a finished run is there; returns its record.
+    The run is written to a folder of its own and renamed into place only when it ends.
+    `gpus`: the only GPUs the notebook may see (CUDA_VISIBLE_DEVICES)."""
     record_path = folder / "run.json"
     if record_path.exists():
         record = json.loads(record_path.read_text())
         if record["status"] == "ok":
             return {**record, "skipped": True}
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = folder.with_name(f"{folder.name}.partial-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
     command = [sys.executable, "-m", "papermill", str(notebook), str(partial / notebook.name),
                "--cwd", str(notebook.parent), "--no-progress-bar",
                "-y", json.dumps({**parameters, "RESULTS_FILE": str(partial / "results.json")})]
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpus is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     start = time.perf_counter()
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True)
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True,
+                              preexec_fn=_die_with_parent)
     record = dict(parameters=parameters, seconds=round(time.perf_counter() - start, 1),
                   status="ok" if finished.returncode == 0 else "failed",
                   error=None if finished.returncode == 0 else _last_error(finished.stderr))
@@ -92,10 +109,95 @@ def run_one(notebook: Path, folder: Path, parameters: dict, threads: int) -> dic
     return {**record, "skipped": False}
 
 
+def _die_with_parent() -> None:
+    """In the papermill child: be killed when the worker that started it dies (Linux), so
+    that a dead worker leaves no run writing behind the retry's back."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class GpuSlots:
+    """The GPUs of one worker, handed out to the runs it executes at the same time.
+
+    A worker started with CUDA_VISIBLE_DEVICES (by SLURM, or by hand) owns those GPUs; a
+    worker of a local cluster, named 0, 1, 2, ..., owns the block of `count` GPUs that its
+    number gives; any other worker owns GPUs 0 to count - 1."""
+
+    def __init__(self, worker_name, count: int, environ: dict):
+        given = environ.get("CUDA_VISIBLE_DEVICES")
+        if given:
+            self.owned = [int(g) for g in given.split(",") if g.strip()]
+        else:
+            first = int(worker_name) * count if str(worker_name).isdigit() else 0
+            self.owned = list(range(first, first + count))
+        self.in_use: set[int] = set()
+        self.lock = threading.Lock()
+
+    def claim(self, gpus_per_run: int) -> list[int]:
+        with self.lock:
+            free = [g for g in self.owned if g not in self.in_use][:gpus_per_run]
+            if len(free) < gpus_per_run:
+                raise RuntimeError(f"this worker has {len(self.owned)} GPUs ({self.owned}), "
+                                   f"{len(self.in_use)} in use: not {gpus_per_run} free")
+            self.in_use.update(free)
+            return free
+
+    def release(self, gpus: list[int]) -> None:
+        with self.lock:
+            self.in_use.difference_update(gpus)
+
+
+_slots: GpuSlots | None = None  # this worker process's GPUs, made at its first GPU run
+
+
+def run_task(notebook: Path, folder: Path, parameters: dict, threads: int,
+             gpus_per_run: int) -> dict:
+    """One run as a Dask task, on whichever worker the scheduler picked; with
+    `gpus_per_run`, the run sees only the GPUs it claimed on that worker."""
+    global _slots
+    if not gpus_per_run:
+        return run_one(notebook, folder, parameters, threads)
+    from distributed import get_worker
+
+    worker = get_worker()
+    if _slots is None:
+        declared = worker.state.total_resources.get("GPU", gpus_per_run)
+        _slots = GpuSlots(worker.name, int(declared), os.environ)
+    gpus = _slots.claim(gpus_per_run)
+    try:
+        return run_one(notebook, folder, parameters, threads, gpus)
+    finally:
+        _slots.release(gpus)
+
+
 def _last_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
     return (errors or lines or ["no output"])[-1][:500]
+
+
+def remove_partials(out: Path) -> None:
+    """The folders of runs whose worker died: never counted, removed once the sweep ends."""
+    for partial in out.glob("*.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextmanager
+def cluster_client(jobs: int, scheduler: str | None, gpus_per_run: int):
+    """A Dask client: of the cluster at `scheduler`, or of a new local one with `jobs`
+    single-threaded worker processes (each declaring `gpus_per_run` GPUs as a resource),
+    closed with the client."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    resources = {"GPU": gpus_per_run} if gpus_per_run else None
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                      resources=resources, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
 
 
 def collect(out: Path, runs: dict[str, dict]) -> pd.DataFrame:
@@ -144,42 +246,74 @@ def main(argv: list[str] | None = None) -> int:
                         help="a parameter the same in every run")
     parser.add_argument("--out", type=Path, help="default: runs/sweeps/<notebook name>")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2),
-                        help="runs at once (default: half the cores); the cores are shared")
+                        help="worker processes of the local cluster, one run each at a time "
+                             "(default: half the cores); the cores are shared between them")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="the address of a running Dask scheduler (tcp://host:8786) to use "
+                             "instead of a local cluster; --out must then be a folder every "
+                             "worker can write (a shared file system)")
+    parser.add_argument("--gpus-per-run", type=int, default=0, metavar="K",
+                        help="GPUs each run needs, a Dask worker resource 'GPU': a worker "
+                             "declaring 4 runs 4 notebooks of K=1 at once, each seeing only "
+                             "its own GPU")
     parser.add_argument("--plot", metavar="KEY", help="a headline number to plot")
     args = parser.parse_args(argv)
     if not args.notebook.exists():
         parser.error(f"no notebook {args.notebook}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.gpus_per_run < 0:
+        parser.error(f"--gpus-per-run must be 0 or more, got {args.gpus_per_run}")
     try:
         grid = dict(parse_assignment(text, grid=True) for text in args.grid)
         fixed = dict(parse_assignment(text, grid=False) for text in args.set)
     except ValueError as error:
         parser.error(str(error))
     fixed.setdefault("PROFILE", os.environ.get("COURSE_PROFILE", "auto"))
-    out = args.out or ROOT / "runs" / "sweeps" / args.notebook.stem
+    out = (args.out or ROOT / "runs" / "sweeps" / args.notebook.stem).resolve()
     out.mkdir(parents=True, exist_ok=True)
     runs = {run_name(p, list(grid)): p for p in grid_runs(grid, fixed)}
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    print(f"{len(runs)} runs of {args.notebook.name} in {out}, {args.jobs} at a time", flush=True)
-
-    def execute(item):
-        name, parameters = item
-        record = run_one(args.notebook.resolve(), out / name, parameters, threads)
-        state = "finished before, skipped" if record["skipped"] else (
-            f"{record['status']} in {record['seconds']:.0f} s"
-            + (f": {record['error']}" if record["error"] else ""))
-        print(f"  {name}: {state}", flush=True)
-        return name, record
-
-    with ThreadPoolExecutor(args.jobs) as pool:
-        records = dict(pool.map(execute, runs.items()))
-    table = collect(out, records)
+    with cluster_client(args.jobs, args.scheduler, args.gpus_per_run) as client:
+        where = args.scheduler or f"a local cluster of {args.jobs} worker(s)"
+        print(f"{len(runs)} runs of {args.notebook.name} in {out}, on {where}"
+              + (f"; dashboard {client.dashboard_link}" if client.dashboard_link else ""),
+              flush=True)
+        records = _run_on(client, runs, args.notebook.resolve(), out, threads, args.gpus_per_run)
+    remove_partials(out)
+    table = collect(out, dict(sorted(records.items())))
     if args.plot:
         plot(table, args.plot, list(grid), out / "plot.png")
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} finished, {failed} failed; {out / 'results.csv'}")
     return 1 if failed else 0
+
+
+def _run_on(client, runs: dict[str, dict], notebook: Path, out: Path, threads: int,
+            gpus_per_run: int) -> dict[str, dict]:
+    """Submit one task per run, report each as it ends, a progress bar over them all."""
+    from distributed import as_completed
+
+    resources = {"GPU": gpus_per_run} if gpus_per_run else None
+    futures = {client.submit(run_task, notebook, out / name, parameters, threads, gpus_per_run,
+                             key=f"sweep-{out.name}-{name}-{uuid.uuid4().hex[:6]}", pure=False,
+                             retries=2, resources=resources): name
+               for name, parameters in runs.items()}
+    records, counts = {}, {"ok": 0, "failed": 0}
+    bar = tqdm(total=len(futures), desc="runs", unit="run")
+    for future in as_completed(futures):
+        name, record = futures[future], future.result()
+        records[name] = record
+        counts[record["status"]] += 1
+        state = "finished before, skipped" if record["skipped"] else (
+            f"{record['status']} in {record['seconds']:.0f} s"
+            + (f": {record['error']}" if record["error"] else ""))
+        bar.write(f"  {name}: {state}")
+        bar.update()
+        bar.set_postfix(finished=counts["ok"], failed=counts["failed"],
+                        running=len(futures) - len(records))
+    bar.close()
+    return records
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from course_utils.metrics import (count_flops, count_parameters, measure_latency,
+from course_utils.metrics import (count_flops, count_parameters, measure_latency, non_dominated,
                                   size_on_disk, summary_table)
 
 
@@ -38,3 +38,10 @@ def test_latency_is_measured_and_the_table_has_a_row_per_model():
     assert list(table.index) == ["a", "b"] and table.loc["a", "accuracy %"] == 50
     assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "latency b=64 ms"} <= set(
         table.columns)
+
+
+def test_the_pareto_front_keeps_only_the_points_nothing_beats():
+    cost = [1, 2, 2, 3, 4, 4]
+    value = [0.5, 0.7, 0.6, 0.7, 0.9, 0.9]
+    # (2, 0.6) loses to (2, 0.7); (3, 0.7) to (2, 0.7); the two equal (4, 0.9) both stay
+    assert non_dominated(cost, value) == [True, True, False, False, True, True]

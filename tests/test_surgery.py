@@ -22,6 +22,7 @@ ZOO = {
     "densenet121": (lambda: tvm.densenet121(weights=None, num_classes=10), (3, 32, 32)),
     "squeezenet1_1": (lambda: tvm.squeezenet1_1(weights=None, num_classes=10), (3, 64, 64)),
     "mobilenet_v2": (lambda: tvm.mobilenet_v2(weights=None, num_classes=10), (3, 32, 32)),
+    "convnext_tiny": (lambda: tvm.convnext_tiny(weights=None, num_classes=10), (3, 32, 32)),
     "course_alexnet": (lambda: build_model("alexnet", 0.25, in_channels=1), (1, 28, 28)),
     "course_vgg16": (lambda: build_model("vgg16", 0.25), (3, 32, 32)),
     "course_vgg16_gap": (lambda: build_model("vgg16_gap", 0.25), (3, 32, 32)),
@@ -58,8 +59,8 @@ def independent_counts(model, x):
             module.kernel_size[1]
         flops.append(2 * output[0].numel() * per_output)
 
-    def linear_flops(module, inputs, output):
-        flops.append(2 * module.in_features * module.out_features)
+    def linear_flops(module, inputs, output):  # on a flattened vector or every position
+        flops.append(2 * module.in_features * output[0].numel())
 
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
@@ -110,9 +111,9 @@ def test_torch_pruning_agrees(pruned_case):
     dependencies = torch_pruning.DependencyGraph().build_dependency(reference, example_inputs=x)
     modules = dict(reference.named_modules())
     for conv, indices in plan.items():
-        group = dependencies.get_pruning_group(modules[conv],
-                                               torch_pruning.prune_conv_out_channels, indices)
-        group.prune()
+        prune = (torch_pruning.prune_linear_out_channels if isinstance(modules[conv], nn.Linear)
+                 else torch_pruning.prune_conv_out_channels)
+        dependencies.get_pruning_group(modules[conv], prune, indices).prune()
     assert count_parameters(reference) == count_parameters(pruned)
     with torch.no_grad():
         expected, got = reference(x), pruned(x)
@@ -125,6 +126,7 @@ def test_pruned_model_still_trains(pruned_case):
     labels = torch.arange(len(x)) % 10
     before = nn.functional.cross_entropy(model(x), labels)
     before.backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
     norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3 / norm.item())  # a short step
     optimizer.step()

@@ -1,12 +1,18 @@
 """The sweep tool on a probe notebook that saves 2 * X, or fails when told to."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from course_utils.sweep import grid_runs, main, parse_assignment, run_name
+from course_utils.sweep import GpuSlots, grid_runs, main, parse_assignment, run_name
 
 PROBE = Path(__file__).parent / "fixtures" / "sweep_probe.ipynb"
 
@@ -58,4 +64,84 @@ def test_a_sweep_collects_results_records_a_failure_and_resumes(tmp_path, capsys
     assert finished.stat().st_mtime_ns == stamp  # never overwritten
     record = json.loads((out / "X=2_FAIL=true" / "run.json").read_text())
     assert record["status"] == "failed" and "planted failure" in record["error"]
-    assert not list(out.glob("*.partial"))
+    assert not list(out.glob("*.partial*"))
+
+
+# ---------------------------------------------------------------- on a Dask cluster
+
+
+def probe_sweep(out, *extra):
+    return [str(PROBE), "--grid", "X=1,2,3", "--grid", "SEED=0,1", "--set", "PROFILE=smoke",
+            "--out", str(out), *extra]
+
+
+def run_folders(out):
+    return sorted(p.name for p in out.iterdir() if p.is_dir())
+
+
+def test_a_local_cluster_of_two_workers_runs_every_point_once(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(probe_sweep(out, "--jobs", "2")) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 6 and (table.status == "ok").all() and (table.double == 2 * table.X).all()
+    assert "a local cluster of 2 worker(s)" in capsys.readouterr().out
+    assert main(probe_sweep(out, "--jobs", "2")) == 0  # a second call runs nothing
+    assert capsys.readouterr().out.count("finished before, skipped") == 6
+
+
+def test_a_worker_killed_mid_run_leaves_nothing_half_done_and_the_run_is_redone(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "sweep"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        arguments = probe_sweep(out, "--scheduler", cluster.scheduler_address, "--set", "SLEEP=3")
+        sweep = threading.Thread(target=lambda: results.append(main(arguments)))
+        results = []
+        sweep.start()
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.partial-*")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(out.glob("*.partial-*")), "a run started"
+        victim = next(iter(client.run(os.getpid).values()))
+        os.kill(victim, signal.SIGKILL)  # a worker dies mid-run (its nanny starts a new one)
+        sweep.join(timeout=300)
+    assert results == [0]
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 6 and (table.status == "ok").all()
+    assert run_folders(out) == sorted(table.run) and not list(out.glob("*.partial*"))
+
+
+def test_a_scheduler_and_a_worker_started_by_hand_take_the_sweep(tmp_path):
+    pytest.importorskip("distributed")
+    scheduler_file = tmp_path / "scheduler.json"
+    started = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                 "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                 "--scheduler-file", str(scheduler_file)])]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        started.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                         address, "--nthreads", "1", "--no-dashboard"]))
+        out = tmp_path / "sweep"
+        assert main(probe_sweep(out, "--scheduler", address)) == 0
+        assert len(pd.read_csv(out / "results.csv")) == 6
+    finally:
+        for process in reversed(started):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_gpu_slots_give_each_run_its_own_gpus():
+    local = GpuSlots(worker_name=1, count=2, environ={})  # worker 1 of a local cluster
+    assert local.owned == [2, 3] and local.claim(1) == [2] and local.claim(1) == [3]
+    with pytest.raises(RuntimeError, match="not 1 free"):
+        local.claim(1)
+    local.release([2])
+    assert local.claim(1) == [2]
+    slurm = GpuSlots(worker_name="tcp://node7:4000", count=2, environ={"CUDA_VISIBLE_DEVICES": "4,5"})
+    assert slurm.claim(2) == [4, 5]
+    node = GpuSlots(worker_name="gpu-node", count=4, environ={})  # --resources GPU=4, by hand
+    assert [node.claim(1) for _ in range(4)] == [[0], [1], [2], [3]]

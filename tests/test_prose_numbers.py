@@ -1,0 +1,80 @@
+"""Every number a notebook's introduction quotes as our result was produced by a recorded run.
+
+The paragraph of a notebook's first cell that starts with "**Quick-profile results**" (with
+the bullets that follow it) quotes the quick profile. Every decimal number in it must be one
+of that notebook's recorded results (notebooks/results/quick/<notebook>.json, written by
+`make course`), as the value or as a percentage, rounded to 2, 1 or 0 places, its wall time
+in minutes, or a setting of the quick profile (its width). A number quoted from a paper is
+written right after the word "paper" ("the paper's 88.97", "paper: 88.97") and is skipped.
+Whole numbers (dates, counts) are not checked.
+"""
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.profiles import PROFILES
+from course_utils.run_course import RECORDED
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+MARK = "**Quick-profile results**"
+
+
+def quoted_block(markdown: str) -> str:
+    """The quick-results paragraph and its bullets, or '' when there is none."""
+    if MARK not in markdown:
+        return ""
+    block = []
+    for paragraph in markdown[markdown.index(MARK):].split("\n\n"):
+        if block and not paragraph.lstrip().startswith("-"):
+            break
+        block.append(paragraph)
+    return "\n\n".join(block)
+
+
+def quoted_numbers(block: str) -> list[str]:
+    """The decimals of a block, less those right after the word 'paper'."""
+    return [m.group(1) for m in re.finditer(r"(?<![\w.])(\d+\.\d+)", block)
+            if "paper" not in block[max(0, m.start() - 12):m.start()]]
+
+
+def renderings(record: dict) -> set[str]:
+    values = [v for v in record.get("headline", {}).values() if isinstance(v, (int, float))]
+    values += [v for v in asdict(PROFILES["quick"]).values() if isinstance(v, float)]
+    shown = set()
+    for value in values:
+        for number in (abs(value), abs(100 * value)):  # prose says "fell by 3.2", not "-3.2"
+            shown |= {f"{number:.2f}", f"{number:.1f}", f"{number:.0f}"}
+    if "seconds" in record:
+        shown |= {f"{record['seconds'] / 60:.1f}", f"{record['seconds'] / 60:.0f}"}
+    return shown
+
+
+def unproduced(block: str, record: dict) -> list[str]:
+    shown = renderings(record)
+    return [n for n in quoted_numbers(block) if n not in shown and n.rstrip("0").rstrip(".") not in shown]
+
+
+def test_the_check_catches_a_number_no_run_produced():
+    record = {"headline": {"accuracy": 0.6373, "gap": -1.234}, "seconds": 722.0}
+    good = f"{MARK}: VGG-16 at 63.73% (the paper's 88.97), gap -1.23 points, 12.0 minutes, width 0.25.\n\nLater text 99.99"
+    assert quoted_block(good).endswith("width 0.25.") and unproduced(quoted_block(good), record) == []
+    assert unproduced(f"{MARK}: VGG-16 at 64.10%.", record) == ["64.10"]
+    bullets = f"{MARK}:\n\n- first 63.7%\n- second 12.34%\n\nafter the block 77.77"
+    assert unproduced(quoted_block(bullets), record) == ["12.34"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_quoted_quick_results_are_recorded_results(notebook):
+    intro = nbformat.read(notebook, as_version=4).cells[0].source
+    block = quoted_block(intro)
+    if not quoted_numbers(block):
+        return  # nothing quoted as our result
+    path = RECORDED / "quick" / f"{notebook.stem}.json"
+    assert path.exists(), f"{notebook.name} quotes quick results, but no run recorded them in {path}"
+    missing = unproduced(block, json.loads(path.read_text()))
+    assert not missing, f"{notebook.name} quotes {missing}, which its recorded quick run did not produce"

@@ -1,0 +1,70 @@
+"""Surgery over torchvision's whole classification zoo, as a new user would try it.
+
+Every model of `torchvision.models.list_models` with at most 100M parameters (torchvision's
+own count), random weights, one small input it accepts: remove 30% of every prunable
+group's channels, and compare the outputs with `mask_filters` on the same plan. Every model
+must either match, or be refused with a SurgeryError whose reason says why; nothing else
+may happen.
+"""
+
+import copy
+
+import pytest
+import torch
+import torchvision
+
+from course_utils.metrics import count_parameters
+from course_utils.surgery import ModelGraph, SurgeryError, mask_filters, remove_filters
+
+INPUT_SIZE = {"alexnet": 64, "inception_v3": 96, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224}  # else 32
+MODELS = [name for name in torchvision.models.list_models(module=torchvision.models)
+          if torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"] <= 100e6]
+REFUSED_AS_TRANSFORMERS = ("vit_", "swin_")
+
+
+def prune_like_masking(name: str):
+    """('matched', relative error, parameters before, after) or ('refused', the reasons)."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
+    size = INPUT_SIZE.get(name, 32)
+    x = torch.randn(1, 3, size, size)
+    graph = ModelGraph(model, x)
+    generator = torch.Generator().manual_seed(0)
+    plan = {group.convs[0]: torch.randperm(group.channels, generator=generator)[
+        :int(0.3 * group.channels)].tolist() for group in graph.groups
+        if group.prunable and int(0.3 * group.channels)}
+    if not plan:
+        return "refused", {group.reason for group in graph.groups}
+    masked = mask_filters(copy.deepcopy(model), x, plan)
+    before = count_parameters(model)
+    remove_filters(model, x, plan)
+    with torch.no_grad():
+        got, expected = model(x), masked(x)
+    error = ((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12)).item()
+    return "matched", error, before, count_parameters(model)
+
+
+def test_the_zoo_is_read_as_documented():
+    assert len(MODELS) > 50 and "convnext_tiny" in MODELS and "vgg16" not in MODELS  # 138M
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_zoo_model_matches_masking_or_is_refused_with_a_reason(name):
+    try:
+        outcome, *details = prune_like_masking(name)
+    except SurgeryError as error:  # refused as a whole, saying why
+        assert str(error)
+        return
+    if outcome == "refused":
+        (reasons,) = details
+        assert all(reasons), "every refused group says why"
+        if name.startswith(REFUSED_AS_TRANSFORMERS):
+            assert any("transformer blocks" in reason for reason in reasons)
+        return
+    error, before, after = details
+    assert error < 1e-4, f"{name}: pruned and masked outputs differ by {error:.1e} (relative)"
+    assert after < before
+    if name.startswith("convnext"):
+        # only the blocks' hidden channels go (the stream is normalised by LayerNorms), but
+        # the two Linear layers around them hold most of ConvNeXt's parameters
+        assert 0.2 < 1 - after / before < 0.3, (before, after)
