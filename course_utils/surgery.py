@@ -13,7 +13,8 @@ its output channels) and a per-channel parameter (ConvNeXt's layer scale) is sli
 its channels. A group may be pruned unless its channels reach the network's output, meet
 an operation surgery does not understand, pass through a hard-coded reshape, or are
 normalised together by a LayerNorm (removing a channel would change the others' mean and
-variance, so the pruned network would not be the masked one).
+variance, so the pruned network would not be the masked one; `slice_layer_norms=True`
+prunes them anyway).
 
 `remove_filters(model, example_input, plan)` then removes the planned channels from
 every member and consumer of their group, in place. `mask_filters` zeroes them instead
@@ -108,8 +109,8 @@ class ChannelGroup:
 @dataclass
 class _Consumer:
     module: str
-    kind: str  # "conv", "depthwise", "batchnorm", "linear" (after a flatten), "channels" (a
-    #            Linear on the channel axis) or "scale" (a per-channel parameter)
+    kind: str  # "conv", "depthwise", "batchnorm", "layernorm", "linear" (after a flatten),
+    #            "channels" (a Linear on the channel axis) or "scale" (a per-channel parameter)
     layout: Layout
     parameter: str | None = None  # for "scale": the parameter's name in `module`
     axis: int = 0  # for "scale": the parameter's channel axis
@@ -212,10 +213,17 @@ class ModelGraph:
     gradient, running statistics untouched) so that channel counts and the features each
     channel becomes after a flatten are known; `remove_filters` needs that. Without it,
     the grouping is still found (enough for `mask_filters`).
+
+    Channels that a LayerNorm normalises together are refused, since removing one changes
+    how the others are normalised: the pruned network would not compute what the masked
+    one does. `slice_layer_norms=True` lets them go anyway, the LayerNorm sliced like a
+    batch norm (as Torch-Pruning does): the pruned network is then a new one, to fine-tune.
     """
 
-    def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None):
+    def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None,
+                 slice_layer_norms: bool = False):
         self.model = model
+        self.slice_layer_norms = slice_layer_norms
         self.module = trace(model)
         self.modules = dict(model.named_modules())
         if example_input is not None:
@@ -308,11 +316,18 @@ class ModelGraph:
         if isinstance(module, nn.Linear) and layout.channel_dim == -1:
             return self._linear_on_channels(name, module, layout, reused)
         if isinstance(module, nn.LayerNorm) and layout.channel_dim == -1:
-            self._forbid(inputs, _normalised_together(name))
-            return layout
+            return self._layer_norm(name, module, layout, inputs)
         self._forbid(inputs, f"they meet {type(module).__name__} {name}, which surgery "
                              f"does not know how to shrink")
         return None
+
+    def _layer_norm(self, name, norm: nn.LayerNorm, layout: Layout, inputs) -> Layout:
+        """A LayerNorm over the channel axis: refused, or sliced when asked."""
+        if self.slice_layer_norms and len(norm.normalized_shape) == 1:
+            self.consumers.append(_Consumer(name, "layernorm", layout))
+        else:
+            self._forbid(inputs, _normalised_together(name))
+        return layout
 
     def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout, reused: bool):
         """A Linear on the channel axis of a channels-last tensor: a 1x1 convolution."""
@@ -358,6 +373,11 @@ class ModelGraph:
         elif target in MOVING_AXES:
             return self._move_axes(node, first, inputs)
         elif target is _F.layer_norm and first is not None and first.channel_dim == -1:
+            weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
+            owner = weight.target.rpartition(".")[0] if isinstance(weight, torch.fx.Node) \
+                and weight.op == "get_attr" else None  # LayerNorm2d calls F.layer_norm itself
+            if owner is not None and isinstance(self.modules[owner], nn.LayerNorm):
+                return self._layer_norm(owner, self.modules[owner], first, inputs)
             self._forbid(inputs, _normalised_together(_owner(node) or _describe(node)))
             return first
         elif target in (torch.flatten, "flatten"):
@@ -643,7 +663,7 @@ def _owner(node: torch.fx.Node) -> str | None:
 def _normalised_together(where: str) -> str:
     return (f"they are normalised together by the LayerNorm {where}: removing a channel would "
             f"change the others' mean and variance, so the pruned network would not compute "
-            f"what the masked one does")
+            f"what the masked one does (slice_layer_norms=True prunes them anyway)")
 
 
 def _describe(node: torch.fx.Node) -> str:
@@ -670,7 +690,8 @@ def _propagate_shapes(graph_module, model, example_input) -> None:
 
 
 def remove_filters(model: nn.Module, example_input: torch.Tensor,
-                   plan: Mapping[str, Sequence[int]]) -> nn.Module:
+                   plan: Mapping[str, Sequence[int]],
+                   slice_layer_norms: bool = False) -> nn.Module:
     """Remove the planned output channels, and everything coupled to them, in place.
 
     `plan` maps a conv's qualified name to the indices of the filters to remove. Every
@@ -680,8 +701,9 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
     (see `ModelGraph.resolve`). Parameters are replaced by smaller ones, with any `.grad`
     sliced alike, and batch-norm running statistics are sliced: an optimizer built before
     must be built again. In place; returns the model (copy it first to keep the original).
+    `slice_layer_norms`: see `ModelGraph`.
     """
-    graph = ModelGraph(model, example_input)
+    graph = ModelGraph(model, example_input, slice_layer_norms)
     removed = graph.resolve(plan)
     if not removed:
         return model
@@ -716,6 +738,9 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
         parameter = getattr(module, consumer.parameter)
         _shrink(module, (consumer.parameter,), consumer.axis, positions,
                 parameter.shape[consumer.axis])
+    elif consumer.kind == "layernorm":
+        _shrink(module, ("weight", "bias"), 0, positions, module.normalized_shape[0])
+        module.normalized_shape = (module.normalized_shape[0] - len(positions),)
     elif consumer.kind == "batchnorm":
         _shrink(module, ("weight", "bias", "running_mean", "running_var"), 0, positions,
                 module.num_features)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import itertools
 import json
 import os
@@ -195,7 +196,7 @@ def cluster_client(jobs: int, scheduler: str | None, gpus_per_run: int):
         return
     resources = {"GPU": gpus_per_run} if gpus_per_run else None
     with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                      resources=resources, dashboard_address=None) as cluster, \
+                      resources=resources, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -276,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with cluster_client(args.jobs, args.scheduler, args.gpus_per_run) as client:
         where = args.scheduler or f"a local cluster of {args.jobs} worker(s)"
+        serving = ("dashboard" in client.scheduler_info().get("services", {})
+                   and importlib.util.find_spec("bokeh") is not None)  # its pages need bokeh
         print(f"{len(runs)} runs of {args.notebook.name} in {out}, on {where}"
-              + (f"; dashboard {client.dashboard_link}" if client.dashboard_link else ""),
-              flush=True)
+              + (f"; dashboard {client.dashboard_link}" if serving else ""), flush=True)
         records = _run_on(client, runs, args.notebook.resolve(), out, threads, args.gpus_per_run)
     remove_partials(out)
     table = collect(out, dict(sorted(records.items())))
@@ -287,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} finished, {failed} failed; {out / 'results.csv'}")
     return 1 if failed else 0
+
+
+def _executing(dask_worker) -> int:
+    """On a worker: how many tasks it is running now (not merely queued for)."""
+    return len(dask_worker.state.executing)
 
 
 def _run_on(client, runs: dict[str, dict], notebook: Path, out: Path, threads: int,
@@ -310,8 +317,8 @@ def _run_on(client, runs: dict[str, dict], notebook: Path, out: Path, threads: i
             + (f": {record['error']}" if record["error"] else ""))
         bar.write(f"  {name}: {state}")
         bar.update()
-        bar.set_postfix(finished=counts["ok"], failed=counts["failed"],
-                        running=len(futures) - len(records))
+        running = sum(client.run(_executing).values())
+        bar.set_postfix(finished=counts["ok"], failed=counts["failed"], running=running)
     bar.close()
     return records
 

@@ -13,7 +13,7 @@ import nbformat
 import papermill
 import pytest
 
-from course_utils.run_course import write_summary
+from course_utils.run_course import record_results, write_summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -68,3 +68,17 @@ def test_a_bar_in_a_headline_value_does_not_break_the_summary_table(tmp_path):
     row = next(line for line in summary.splitlines() if line.startswith("| 01_x"))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 6 and cells[-1].strip() == r"superclasses: [0, 1] \| [2] \| [3]"
+
+
+def test_a_quick_run_is_recorded_in_the_repo_and_a_smoke_run_is_not(tmp_path):
+    recorded = tmp_path / "recorded"
+    for profile in ("quick", "smoke"):
+        out = tmp_path / profile
+        out.mkdir()
+        (out / "02_x.json").write_text(json.dumps(dict(
+            notebook="02_x", profile=profile, dataset="CIFAR-10", headline={"accuracy": 0.8})))
+        record_results(out, dict(notebook="02_x", status="ok", seconds=600.0), recorded)
+    record_results(tmp_path / "quick", dict(notebook="03_y", status="failed: X", seconds=1.0), recorded)
+    assert [p.relative_to(recorded).as_posix() for p in recorded.rglob("*.json")] == ["quick/02_x.json"]
+    kept = json.loads((recorded / "quick" / "02_x.json").read_text())
+    assert kept["seconds"] == 600.0 and kept["headline"] == {"accuracy": 0.8}

@@ -341,3 +341,29 @@ def test_a_split_across_a_skip_connection_is_refused():
         split_model(build_model("resnet18", 0.25), "layers.0.conv1")
     with pytest.raises(SurgeryError, match="no module"):
         split_model(build_model("resnet18", 0.25), "layers.9")
+
+
+def test_convnext_prunes_its_residual_stream_when_its_layer_norms_may_be_sliced():
+    torch_pruning = pytest.importorskip("torch_pruning")
+    torch.manual_seed(0)
+    model, x = tvm.convnext_tiny(weights=None, num_classes=10).eval(), torch.randn(2, 3, 32, 32)
+    refused = [g for g in ModelGraph(model, x).groups if not g.prunable]
+    assert len(refused) == 4 and all("LayerNorm" in g.reason and g.coupled for g in refused)
+    graph = ModelGraph(model, x, slice_layer_norms=True)  # the four stages' residual streams too
+    assert all(g.prunable for g in graph.groups)
+    plan = random_plan(graph)
+    pruned = remove_filters(copy.deepcopy(model), x, plan, slice_layer_norms=True)
+    reference = copy.deepcopy(model)  # Torch-Pruning, the same channels
+    scales = [(p, 0) for n, p in reference.named_parameters() if n.endswith("layer_scale")]
+    dependencies = torch_pruning.DependencyGraph().build_dependency(
+        reference, example_inputs=x, unwrapped_parameters=scales)
+    modules = dict(reference.named_modules())
+    for name, indices in plan.items():
+        prune = (torch_pruning.prune_linear_out_channels if isinstance(modules[name], nn.Linear)
+                 else torch_pruning.prune_conv_out_channels)
+        dependencies.get_pruning_group(modules[name], prune, indices).prune()
+    assert count_parameters(pruned) == count_parameters(reference) < 0.6 * count_parameters(model)
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), reference(x), atol=1e-5)
+    nn.functional.cross_entropy(pruned(x), torch.tensor([1, 2])).backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in pruned.parameters())
