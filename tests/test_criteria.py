@@ -6,7 +6,7 @@ from torch import nn
 
 from course_utils.chain import channel_contributions, links, sampled_contributions
 from course_utils.criteria import (check_ratio, deletion_effect, filter_gradient_norms,
-                                   globally_lowest, gradient_outliers, group_scores, keep_for_parameters,
+                                   globally_lowest, group_scores, keep_for_parameters,
                                    keeping, kept_count, kl_oracle, l1_norm,
                                    l2_norm, lowest, mean_activation, outlier_votes,
                                    random_scores, reducible_scores, scored_convs, taylor,
