@@ -2,11 +2,12 @@
 
 One module per concern:
 
-- profiles     the run profiles (smoke, quick, paper) and PROFILE="auto"
+- profiles     the run profiles (smoke, shapes, quick, paper) and PROFILE="auto"
 - device       the device (CUDA, MPS or CPU), seeding, mixed precision on CUDA
 - data         datasets as tensors on the device (local copies first), a fast batch iterator
 - models       the papers' networks at a width multiplier; torchvision's made narrower
-- train        fit, evaluate, finetune, baselines cached as checkpoints
+- train        fit, evaluate, finetune, the baseline recipe, baselines cached as checkpoints
+- uncertainty  intervals: Wilson for accuracies, paired differences, tiers of a ranking
 - metrics      parameters, FLOPs, size on disk, measured latency
 - surgery      the execution graph (torch.fx) and physical removal of filters
 - chain        links between a conv and its consumer, for the oracles of papers 03 and 04

@@ -1,10 +1,12 @@
 """Run profiles: how big a notebook's run is, defined in one place.
 
-`smoke` is for tests and CI (20 s to 4 minutes a notebook on 2 CPU cores), `quick`
-for a laptop CPU (minutes, trends visible), `paper` for a CUDA GPU (the papers' full
-datasets and widths). `auto` picks `paper` on CUDA and `quick` otherwise; the
-environment variable COURSE_PROFILE overrides `auto`, so that nbval runs the stored
-notebooks (which say PROFILE = "auto") as `smoke`.
+`smoke` is for tests and CI (about 20 s to 2 minutes a notebook on 2 CPU cores, baselines
+cached), `shapes` for tests too (the `paper` widths on 128 images: the code paths of a
+full-width run, with meaningless accuracies), `quick` for a laptop CPU (at most 15
+minutes a notebook), `paper` for a CUDA GPU (the papers' full datasets and widths).
+`auto` picks `paper` on CUDA and `quick` otherwise; the environment variable
+COURSE_PROFILE overrides `auto`, so that a stored notebook (PROFILE = "auto") runs as
+`smoke` under the tests.
 """
 
 from __future__ import annotations
@@ -22,29 +24,47 @@ class Profile:
     """The budget of one run. `None` as a size means the whole split."""
 
     name: str
-    train_size: int | None  # training images drawn from the train split
+    train_size: int | None  # training images a notebook fine-tunes and trains on
+    baseline_train_size: int | None  # training images of a cached baseline (train_size first)
     test_size: int | None  # test images used for every reported accuracy
     calibration_size: int  # images used to score filters (criteria, oracles)
     width: float  # width multiplier of every course model
-    epochs: int  # epochs to train a baseline from scratch
+    epochs: int  # epochs to train a model from scratch
     finetune_epochs: int  # epochs of fine-tuning after a pruning step
     batch_size: int
     seeds: tuple[int, ...]  # seeds for comparisons that report a spread
+    baseline_epochs: tuple[tuple[str, int], ...] = ()  # (model, epochs): exceptions to `epochs`
+    brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
+
+    def epochs_for(self, model_name: str) -> int:
+        """Epochs of the cached baseline `model_name`."""
+        return dict(self.baseline_epochs).get(model_name, self.epochs)
 
 
 PROFILES = {
-    "smoke": Profile("smoke", train_size=4_000, test_size=1_000, calibration_size=64,
-                     width=0.25, epochs=2, finetune_epochs=1, batch_size=128, seeds=(0,)),
-    "quick": Profile("quick", train_size=20_000, test_size=10_000, calibration_size=512,
-                     width=0.25, epochs=4, finetune_epochs=1, batch_size=128, seeds=(0, 1)),
-    "paper": Profile("paper", train_size=None, test_size=None, calibration_size=2_048,
-                     width=1.0, epochs=30, finetune_epochs=3, batch_size=128,
-                     seeds=(0, 1, 2)),
+    "smoke": Profile("smoke", train_size=4_000, baseline_train_size=8_000, test_size=1_000,
+                     calibration_size=64, width=0.25, epochs=2, finetune_epochs=1,
+                     batch_size=128, seeds=(0,),
+                     baseline_epochs=(("alexnet", 8), ("vgg16", 4), ("vgg16_gap", 4)),
+                     brief=True),
+    # the papers' widths (so their shapes and memory are exercised) on a few images
+    "shapes": Profile("shapes", train_size=128, baseline_train_size=128, test_size=128,
+                      calibration_size=8, width=1.0, epochs=1, finetune_epochs=1,
+                      batch_size=128, seeds=(0,), brief=True),
+    # about 6 minutes a baseline on 2 CPU cores (benchmarks/baselines.py)
+    "quick": Profile("quick", train_size=20_000, baseline_train_size=None, test_size=10_000,
+                     calibration_size=512, width=0.25, epochs=4, finetune_epochs=1,
+                     batch_size=128, seeds=(0, 1),
+                     baseline_epochs=(("alexnet", 4), ("vgg16", 9), ("vgg16_gap", 9),
+                                      ("resnet18", 5))),
+    "paper": Profile("paper", train_size=None, baseline_train_size=None, test_size=None,
+                     calibration_size=2_048, width=1.0, epochs=30, finetune_epochs=3,
+                     batch_size=128, seeds=(0, 1, 2)),
 }
 
 
 def get_profile(name: str = "auto") -> Profile:
-    """Resolve a profile name ("auto", "smoke", "quick" or "paper") to its budget."""
+    """Resolve a profile name ("auto" or one of PROFILES) to its budget."""
     if name == "auto":
         name = os.environ.get(PROFILE_ENV) or ("paper" if torch.cuda.is_available() else "quick")
     if name not in PROFILES:

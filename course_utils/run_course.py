@@ -34,17 +34,29 @@ def course_notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+def execute(notebook: Path, output: Path, parameters: dict, timeout: int | None = None) -> None:
+    """Run `notebook` with papermill in a fresh kernel, writing the executed copy to `output`
+    (raises on a failing cell; `timeout`: seconds a cell may take). The kernel talks over
+    local IPC sockets, not TCP: nothing leaves the machine, and ipykernel does not warn
+    that its TCP traffic is unencrypted."""
+    import papermill
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = "ipc"
+
+    papermill.execute_notebook(str(notebook), str(output), cwd=str(notebook.parent),
+                               parameters=parameters, kernel_name="python3",
+                               progress_bar=False, execution_timeout=timeout,
+                               kernel_manager_class=LocalKernelManager)
+
+
 def run_notebook(notebook: Path, out: Path, profile: str, **parameters) -> dict:
     """Execute one notebook with papermill; returns its status and wall time."""
-    import papermill
-
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(notebook), str(out / notebook.name), cwd=str(notebook.parent),
-            parameters=dict(PROFILE=profile, RESULTS_FILE=str(out / f"{notebook.stem}.json"),
-                            **parameters),
-            kernel_name="python3", progress_bar=False)
+        execute(notebook, out / notebook.name,
+                dict(PROFILE=profile, RESULTS_FILE=str(out / f"{notebook.stem}.json"), **parameters))
         status = "ok"
     except Exception as error:  # a failed cell: keep going, report it
         status = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1]}"
@@ -94,7 +106,7 @@ def _table_cell(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=os.environ.get("COURSE_PROFILE", "auto"),
-                        help="smoke, quick, paper or auto (default: $COURSE_PROFILE or auto)")
+                        help="smoke, shapes, quick, paper or auto (default: $COURSE_PROFILE or auto)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "runs" / f"{datetime.datetime.now():%Y-%m-%d_%H%M%S}")
     parser.add_argument("--only", nargs="*", default=None,

@@ -1,8 +1,9 @@
 """Training and evaluation, and baselines cached as checkpoints.
 
-`fit` is plain SGD with momentum under a one-cycle, cosine or constant schedule, with
-one progress bar and a `History` to plot. `evaluate` gives overall and per-class
-accuracy in one pass. `baseline(...)` is how every notebook gets its starting model:
+`fit` is Nesterov SGD under a warm-up-and-decay (or cosine, or constant) schedule, with
+one progress bar and a `History` to plot; `Recipe` holds how baselines are trained (the
+fast CIFAR-10 recipes' tricks that pay on a CPU). `evaluate` gives overall and per-class
+accuracy, and each image's outcome for paired comparisons, in one pass. `baseline(...)` is how every notebook gets its starting model:
 it loads the checkpoint trained for exactly that configuration, or trains it at the
 profile's budget and saves it (atomically, under a name derived from the configuration).
 """
@@ -20,14 +21,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageData, load_dataset
+from .data import CROP_PADDING, ImageData, load_dataset
 from .device import autocast, autocast_dtype
 from .models import build_model
 from .profiles import Profile
 from .storage import atomic_save, data_home
+from .uncertainty import wilson_interval
 
-SCHEDULES = ("onecycle", "cosine", "constant")
-CHECKPOINT_FORMAT = 1  # bump when the training recipe changes, so old checkpoints are not reused
+SCHEDULES = ("triangle", "onecycle", "cosine", "constant")
+CHECKPOINT_FORMAT = 2  # bump when the training recipe changes, so old checkpoints are not reused
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -40,6 +42,12 @@ class Evaluation:
     per_class: list[float]  # accuracy on the images of each class
     loss: float  # mean cross-entropy
     predictions: torch.Tensor  # predicted class of every image (on the CPU)
+    correct: torch.Tensor  # whether each image was classified correctly (bool, on the CPU),
+    # for paired comparisons of two models on the same images (`uncertainty.paired_difference`)
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Wilson interval of the accuracy on these images."""
+        return wilson_interval(int(self.correct.sum()), len(self.correct), confidence)
 
 
 @torch.no_grad()
@@ -61,7 +69,7 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1000) -> Evalu
     counts = torch.bincount(labels, minlength=data.num_classes).clamp(min=1)
     per_class = torch.bincount(labels, weights=correct, minlength=data.num_classes) / counts
     return Evaluation(correct.mean().item(), per_class.tolist(),
-                      (loss_sum / len(data)).item(), predicted.cpu())
+                      (loss_sum / len(data)).item(), predicted.cpu(), correct.bool().cpu())
 
 
 @dataclass
@@ -77,11 +85,16 @@ class History:
 
 def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = None, *,
         epochs: int, lr: float, batch_size: int = 128, momentum: float = 0.9,
-        weight_decay: float = 5e-4, schedule: str = "onecycle", label_smoothing: float = 0.0,
-        augment: bool = False, seed: int = 0, progress: bool = True,
-        description: str = "training") -> History:
-    """Train `model` on its own device with SGD; returns the loss history. In place; the
-    model is left in eval mode (ready to evaluate or prune)."""
+        weight_decay: float = 5e-4, schedule: str = "triangle", label_smoothing: float = 0.0,
+        augment: bool = False, padding: int = CROP_PADDING, decay_norms: bool = False,
+        seed: int = 0, progress: bool = True, description: str = "training") -> History:
+    """Train `model` on its own device with Nesterov SGD; returns the loss history.
+
+    In place: the model ends in eval mode and in channels-last memory format (faster
+    convolutions on CPUs and GPUs, same numbers). Batch-norm parameters and biases get no
+    weight decay unless `decay_norms` (decaying them only fights the normalisation).
+    `augment`: crops of the image padded by `padding` pixels, and flips where valid.
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if not lr > 0:
@@ -89,10 +102,11 @@ def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = No
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     device = model_device(model)
+    model.to(memory_format=torch.channels_last)
     batches = train_data.batches(batch_size, shuffle=True, augment=augment, seed=seed,
-                                 device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, nesterov=momentum > 0)
+                                 device=device, padding=padding)
+    optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay, decay_norms), lr=lr,
+                                momentum=momentum, nesterov=momentum > 0)
     scheduler = _scheduler(optimizer, schedule, lr, epochs * len(batches))
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device) == torch.float16)
     history, start = History(), time.perf_counter()
@@ -122,6 +136,16 @@ def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = No
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float, decay_norms: bool) -> list[dict]:
+    """Weights of convolutions and linear layers decay; vectors (batch-norm scales and
+    shifts, biases) decay only if `decay_norms`."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    matrices = [p for p in parameters if p.ndim > 1]
+    vectors = [p for p in parameters if p.ndim <= 1]
+    return [dict(params=matrices, weight_decay=weight_decay),
+            dict(params=vectors, weight_decay=weight_decay if decay_norms else 0.0)]
 
 
 def finetune(model: nn.Module, train_data: ImageData, epochs: int = 1, *, lr: float = 0.01,
@@ -163,10 +187,16 @@ def augments(data: ImageData) -> bool:
 
 
 def _scheduler(optimizer, schedule: str, lr: float, total_steps: int):
-    if schedule == "onecycle" and total_steps >= 8:  # fewer steps leave no warm-up to speak of
+    """triangle: linear warm-up over the first fifth, then linear decay to zero (the fast
+    CIFAR-10 recipes'); onecycle: PyTorch's cosine one-cycle; cosine: decay from the start."""
+    warmup = max(1, round(0.2 * total_steps))
+    if schedule == "triangle" and total_steps >= 8:  # fewer steps leave no warm-up to speak of
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+            (step + 1) / warmup, max(0.0, (total_steps - 1 - step) / (total_steps - warmup))))
+    if schedule == "onecycle" and total_steps >= 8:
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                    pct_start=0.25)
-    if schedule in ("cosine", "onecycle"):
+    if schedule in ("cosine", "onecycle", "triangle"):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
@@ -211,15 +241,39 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
     return model, record, False
 
 
-# Peak learning rates of the one-cycle schedule for training each model from scratch. The
-# AlexNet uses twice paper 01's 0.01: at 0.01 it reached 98.47% on MNIST in the quick
-# profile's 4 epochs, at 0.02 98.73%.
+@dataclass(frozen=True)
+class Recipe:
+    """How a baseline is trained from scratch: the fast CIFAR-10 recipes' ingredients that
+    pay on a CPU (airbench's: label smoothing, a large batch, Nesterov SGD under a linear
+    warm-up and decay, no weight decay on batch norm, 2-pixel translations and flips),
+    the course's models unchanged. `benchmarks/baselines.py` compares it with the old one."""
+
+    lr: float  # peak learning rate
+    batch_size: int = 256
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    schedule: str = "triangle"
+    padding: int = CROP_PADDING
+    decay_norms: bool = False
+
+    def as_config(self) -> dict:
+        return asdict(self)
+
+
+# The AlexNet has no batch norm: a rate past 0.03 makes it diverge in the first steps.
 BASELINE_RECIPES = {
-    "alexnet": dict(lr=0.02, weight_decay=5e-4),
-    "vgg16": dict(lr=0.1, weight_decay=5e-4),
-    "vgg16_gap": dict(lr=0.1, weight_decay=5e-4),
-    "resnet18": dict(lr=0.1, weight_decay=5e-4),
+    "alexnet": Recipe(lr=0.03),
+    "vgg16": Recipe(lr=0.2),
+    "vgg16_gap": Recipe(lr=0.2),
+    "resnet18": Recipe(lr=0.2),
 }
+DEFAULT_RECIPE = Recipe(lr=0.1)
+
+# The recipe before November 2026, for `benchmarks/baselines.py` (one-cycle cosine, batch
+# 128, decay everywhere, 4-pixel crops, no label smoothing).
+CLASSIC_RECIPES = {name: Recipe(lr=0.02 if name == "alexnet" else 0.1, batch_size=128,
+                                label_smoothing=0.0, schedule="onecycle", padding=4,
+                                decay_norms=True) for name in BASELINE_RECIPES}
 
 
 @dataclass
@@ -227,7 +281,8 @@ class Baseline:
     model: nn.Module
     config: dict
     history: History
-    train: ImageData  # the training images it saw (the profile's subset)
+    train: ImageData  # the profile's training images, for a notebook's fine-tuning (the
+    # baseline itself saw `config["train_size"]` images, these first among them)
     val: ImageData  # the 5,000 images held out of the training split, for every choice
     test: ImageData  # the profile's test images, for reporting only
     loaded: bool  # True when it came from a checkpoint, False when trained just now
@@ -235,19 +290,24 @@ class Baseline:
 
 def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
              device: torch.device | str = "cpu", fallback: str | None = None,
-             progress: bool = True, pretrained: bool = False) -> Baseline:
+             progress: bool = True, pretrained: bool = False,
+             recipe: Recipe | None = None) -> Baseline:
     """The dense starting model of a notebook: from its checkpoint, or trained now and saved
-    (`pretrained`: starting from ImageNet weights, see `models.imagenet_weights`)."""
+    (`pretrained`: starting from ImageNet weights, see `models.imagenet_weights`). It trains
+    on the profile's `baseline_train_size` images for `profile.epochs_for(model_name)`
+    epochs with `recipe` (by default the model's entry in BASELINE_RECIPES)."""
     train_data = load_dataset(dataset, "train", profile.train_size, fallback=fallback,
                               device=device)
-    test_data = load_dataset(train_data.info.name, "test", profile.test_size, device=device)
-    val_data = load_dataset(train_data.info.name, "val", device=device)
-    recipe = BASELINE_RECIPES.get(model_name, dict(lr=0.05, weight_decay=5e-4))
+    name = train_data.info.name
+    baseline_data = load_dataset(name, "train", profile.baseline_train_size, device=device)
+    test_data = load_dataset(name, "test", profile.test_size, device=device)
+    val_data = load_dataset(name, "val", device=device)
+    recipe = recipe or BASELINE_RECIPES.get(model_name, DEFAULT_RECIPE)
     augment = augments(train_data)
+    epochs = profile.epochs_for(model_name)
     config = dict(format=CHECKPOINT_FORMAT, model=model_name, width=profile.width,
-                  dataset=train_data.info.name, source=train_data.label,
-                  train_size=len(train_data), epochs=profile.epochs,
-                  batch_size=profile.batch_size, augment=augment, seed=seed, **recipe)
+                  dataset=name, source=train_data.label, train_size=len(baseline_data),
+                  epochs=epochs, augment=augment, seed=seed, **recipe.as_config())
     if pretrained:
         config["init"] = "imagenet"
 
@@ -257,11 +317,11 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
                            train_data.shape[0], train_data.shape[-1], pretrained).to(device)
 
     def train(model):
-        history = fit(model, train_data, epochs=profile.epochs, batch_size=profile.batch_size,
-                      augment=augment, seed=seed, progress=progress,
-                      description=f"{model_name} on {train_data.label}", **recipe)
+        history = fit(model, baseline_data, epochs=epochs, augment=augment, seed=seed,
+                      progress=progress, description=f"{model_name} on {train_data.label}",
+                      **recipe.as_config())
         return history.as_dict()
 
     model, record, loaded = cached_training(config, build, train)
-    model.to(device).eval()
+    model.to(device, memory_format=torch.channels_last).eval()
     return Baseline(model, config, History(**record), train_data, val_data, test_data, loaded)

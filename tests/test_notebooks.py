@@ -1,8 +1,11 @@
-"""Every notebook in notebooks/ runs, as stored, in the smoke profile, in a fresh kernel.
+"""Every notebook in notebooks/ runs, as stored, in a fresh kernel: in the smoke profile
+(its outputs marked NBVAL_CHECK_OUTPUT must match the stored ones) and in the `shapes`
+profile (the papers' widths on a few images, so that a shape, memory or indexing error at
+full width fails here and not on a student's GPU).
 
-The notebooks are found by globbing: a new notebook is tested without touching this file.
-nbval (configured in pyproject.toml) runs them a second time and compares the outputs of
-cells marked NBVAL_CHECK_OUTPUT.
+Each notebook is executed once per profile per session (`executed`); the run test, the
+output check and the site test all read that one execution. The notebooks are found by
+globbing: a new notebook is tested without touching this file.
 """
 
 import json
@@ -16,6 +19,7 @@ import pytest
 from course_utils.run_course import record_results, write_summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 
 
 def test_there_are_notebooks():
@@ -23,15 +27,41 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs_in_the_smoke_profile(notebook, tmp_path):
-    results = tmp_path / "results.json"
-    papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name),
-                               parameters={"PROFILE": "smoke", "RESULTS_FILE": str(results)},
-                               cwd=str(notebook.parent), kernel_name="python3",
-                               progress_bar=False, execution_timeout=900)  # a hung cell fails
-    record = json.loads(results.read_text())
+def test_notebook_runs_in_the_smoke_profile(notebook, executed):
+    record = json.loads(executed(notebook, "smoke").results.read_text())
     assert record["notebook"] == notebook.stem and record["profile"] == "smoke"
     assert record["headline"], "a notebook reports at least one headline number"
+
+
+def comparable(outputs) -> list:
+    """What must stay the same in a checked cell's outputs: printed text (not stderr, where
+    warnings come and go), plain-text results and errors."""
+    kept = []
+    for output in outputs:
+        if output.output_type == "stream" and output.name == "stdout":
+            kept.append(("stdout", output.text))
+        elif output.output_type in ("execute_result", "display_data"):
+            kept.append((output.output_type, output.data.get("text/plain")))
+        elif output.output_type == "error":
+            kept.append(("error", output.ename, output.evalue))
+    return kept
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_checked_outputs_match_the_stored_ones(notebook, executed):
+    ran = {cell.id: cell for cell in nbformat.read(executed(notebook, "smoke").path, 4).cells}
+    stored = [c for c in nbformat.read(notebook, 4).cells
+              if c.cell_type == "code" and CHECK_MARK in c.source]
+    for cell in stored:
+        assert comparable(ran[cell.id].outputs) == comparable(cell.outputs), (
+            f"the output of the cell starting {cell.source[:60]!r} changed; if on purpose, "
+            f"store the new one with tools/store_notebook.py")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_at_the_papers_widths(notebook, executed):
+    record = json.loads(executed(notebook, "shapes").results.read_text())
+    assert record["profile"] == "shapes" and record["headline"]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
@@ -42,7 +72,7 @@ def test_notebook_is_stored_clean(notebook):
     for cell in cells:
         if cell.cell_type != "code":
             continue
-        if "NBVAL_CHECK_OUTPUT" in cell.source:
+        if CHECK_MARK in cell.source:
             assert cell.outputs and cell.execution_count, \
                 "a checked cell keeps its output and execution count (tools/store_notebook.py)"
         else:
@@ -82,3 +112,17 @@ def test_a_quick_run_is_recorded_in_the_repo_and_a_smoke_run_is_not(tmp_path):
     assert [p.relative_to(recorded).as_posix() for p in recorded.rglob("*.json")] == ["quick/02_x.json"]
     kept = json.loads((recorded / "quick" / "02_x.json").read_text())
     assert kept["seconds"] == 600.0 and kept["headline"] == {"accuracy": 0.8}
+
+
+def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):
+    from course_utils.run_course import execute
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("PROFILE = 'auto'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(PROFILE)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    execute(tmp_path / "tiny.ipynb", tmp_path / "ran.ipynb", {"PROFILE": "smoke"})
+    assert nbformat.read(tmp_path / "ran.ipynb", 4).cells[-1].outputs[0].text == "smoke\n"
+    assert "without encryption" not in capfd.readouterr().err

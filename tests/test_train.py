@@ -142,3 +142,41 @@ def test_reestimated_batch_norm_holds_the_statistics_of_the_data_and_changes_no_
     assert torch.allclose(model[1].running_mean, maps.mean((0, 2, 3)), atol=1e-5)
     assert not model.training and model[1].momentum == 0.3
     assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+
+
+def test_the_triangle_schedule_warms_up_then_decays_to_zero():
+    from course_utils.train import _scheduler
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    scheduler = _scheduler(optimizer, "triangle", 0.4, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(100), key=rates.__getitem__)
+    assert peak == 19 and rates[peak] == pytest.approx(0.4)
+    assert rates[0] == pytest.approx(0.02) and rates[-1] == 0
+    assert all(a < b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a > b for a, b in zip(rates[peak:-1], rates[peak + 1:]))
+
+
+def test_batch_norm_parameters_and_biases_get_no_weight_decay_by_default():
+    from course_utils.train import _parameter_groups
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    matrices, vectors = _parameter_groups(model, 5e-4, decay_norms=False)
+    assert {p.ndim for p in matrices["params"]} == {2, 4} and matrices["weight_decay"] == 5e-4
+    assert len(vectors["params"]) == 4 and vectors["weight_decay"] == 0  # conv and linear bias, BN scale and shift
+    assert _parameter_groups(model, 5e-4, decay_norms=True)[1]["weight_decay"] == 5e-4
+
+
+def test_fit_leaves_convolutions_in_channels_last_and_the_numbers_unchanged():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 10))
+    data = blobs(64)
+    images = data.tensors()[0]
+    before = model(images)
+    model.to(memory_format=torch.channels_last)
+    assert torch.allclose(model(images), before, atol=1e-6)
+    fit(model, data, epochs=1, lr=0.01, batch_size=64, progress=False)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)

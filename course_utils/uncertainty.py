@@ -1,0 +1,103 @@
+"""How sure a number is: intervals for accuracies and for the differences the course compares.
+
+An accuracy measured on n test images is a binomial proportion: `accuracy_interval`
+gives its Wilson interval (sound near 0% and 100%, unlike the plain normal one). Two
+models scored on the *same* images are compared image by image (`paired_difference`):
+most images are right or wrong for both, so the difference is far surer than two
+overlapping intervals suggest. Runs repeated over seeds are compared seed by seed
+(`seed_difference`, a t interval). `tiers` groups a ranking into sets that these
+differences cannot tell apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from scipy import stats
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion `successes / trials`."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
+    z, p = _z(confidence), successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials ** 2))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_interval(accuracy: float, images: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of an accuracy measured on `images` images."""
+    return wilson_interval(round(accuracy * images), images, confidence)
+
+
+def with_interval(accuracy: float, images: int, confidence: float = 0.95) -> str:
+    """'81.23% (80.45-81.99)': an accuracy in percent with its Wilson interval."""
+    low, high = accuracy_interval(accuracy, images, confidence)
+    return f"{100 * accuracy:.2f}% ({100 * low:.2f}-{100 * high:.2f})"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference (a - b) with its confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def clear(self) -> bool:
+        """True when the interval excludes zero: the runs tell a and b apart."""
+        return self.low > 0 or self.high < 0
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:+.2f} ({100 * self.low:+.2f} to {100 * self.high:+.2f}) points"
+
+
+def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor,
+                      confidence: float = 0.95) -> Difference:
+    """Accuracy of a minus accuracy of b, both judged on the same images (booleans, one per
+    image): the normal interval of the mean of the per-image differences."""
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or len(correct_a) < 2:
+        raise ValueError("need two equally long vectors of per-image outcomes (at least 2)")
+    delta = correct_a.double() - correct_b.double()
+    mean, spread = delta.mean().item(), delta.std().item() / math.sqrt(len(delta))
+    half = _z(confidence) * spread
+    return Difference(mean, mean - half, mean + half)
+
+
+def seed_difference(a: Sequence[float], b: Sequence[float],
+                    confidence: float = 0.95) -> Difference:
+    """Mean of a[i] - b[i] over paired runs (seed i for both), with a t interval; with one
+    pair there is no spread to measure and the interval is unbounded."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need paired runs of equal number, got {len(a)} and {len(b)}")
+    delta = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    mean = delta.mean().item()
+    if len(delta) < 2:
+        return Difference(mean, -math.inf, math.inf)
+    t = float(stats.t.ppf(0.5 + confidence / 2, len(delta) - 1))
+    half = t * delta.std().item() / math.sqrt(len(delta))
+    return Difference(mean, mean - half, mean + half)
+
+
+def tiers(order: Sequence[str], differ: Callable[[str, str], bool]) -> list[int]:
+    """Tier numbers (1, 1, 2, ...) for names sorted best first: a name joins the tier of the
+    one above unless `differ(leader of that tier, name)`, then it opens the next tier."""
+    result, leader = [], None
+    for name in order:
+        if leader is None or differ(leader, name):
+            leader = name
+            result.append(len(set(result)) + 1)
+        else:
+            result.append(result[-1])
+    return result
