@@ -27,7 +27,7 @@ def test_auto_picks_by_device_and_the_environment_overrides_it(monkeypatch):
 @pytest.mark.parametrize("bad", ["fast", "", "SMOKE"])
 def test_unknown_profile_names_what_is_allowed(bad, monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
-    with pytest.raises(ValueError, match="smoke, quick, paper"):
+    with pytest.raises(ValueError, match="smoke, shapes, quick, paper"):
         get_profile(bad)
 
 
@@ -35,3 +35,9 @@ def test_a_bad_environment_value_is_reported(monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "tiny")
     with pytest.raises(ValueError, match="COURSE_PROFILE"):
         get_profile()
+
+
+def test_the_shapes_profile_has_the_papers_widths_on_few_images():
+    shapes, paper = PROFILES["shapes"], PROFILES["paper"]
+    assert shapes.width == paper.width and shapes.batch_size == paper.batch_size
+    assert shapes.brief and shapes.train_size <= 256 and shapes.epochs == 1
