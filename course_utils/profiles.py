@@ -36,6 +36,13 @@ class Profile:
     baseline_epochs: tuple[tuple[str, int], ...] = ()  # (model, epochs): exceptions to `epochs`
     brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
 
+    def __post_init__(self):
+        if None not in (self.train_size, self.baseline_train_size) and \
+                self.train_size > self.baseline_train_size or \
+                self.baseline_train_size is not None and self.train_size is None:
+            raise ValueError(f"profile {self.name!r}: a notebook's training images must be among "
+                             f"its baselines' (train_size <= baseline_train_size)")
+
     def epochs_for(self, model_name: str) -> int:
         """Epochs of the cached baseline `model_name`."""
         return dict(self.baseline_epochs).get(model_name, self.epochs)

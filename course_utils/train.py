@@ -26,7 +26,6 @@ from .device import autocast, autocast_dtype
 from .models import build_model
 from .profiles import Profile
 from .storage import atomic_save, data_home
-from .uncertainty import wilson_interval
 
 SCHEDULES = ("triangle", "onecycle", "cosine", "constant")
 CHECKPOINT_FORMAT = 2  # bump when the training recipe changes, so old checkpoints are not reused
@@ -44,10 +43,6 @@ class Evaluation:
     predictions: torch.Tensor  # predicted class of every image (on the CPU)
     correct: torch.Tensor  # whether each image was classified correctly (bool, on the CPU),
     # for paired comparisons of two models on the same images (`uncertainty.paired_difference`)
-
-    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Wilson interval of the accuracy on these images."""
-        return wilson_interval(int(self.correct.sum()), len(self.correct), confidence)
 
 
 @torch.no_grad()
@@ -296,10 +291,10 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
     (`pretrained`: starting from ImageNet weights, see `models.imagenet_weights`). It trains
     on the profile's `baseline_train_size` images for `profile.epochs_for(model_name)`
     epochs with `recipe` (by default the model's entry in BASELINE_RECIPES)."""
-    train_data = load_dataset(dataset, "train", profile.train_size, fallback=fallback,
-                              device=device)
+    baseline_data = load_dataset(dataset, "train", profile.baseline_train_size,
+                                 fallback=fallback, device=device)
+    train_data = baseline_data.subset(slice(0, profile.train_size))  # the first of the same images
     name = train_data.info.name
-    baseline_data = load_dataset(name, "train", profile.baseline_train_size, device=device)
     test_data = load_dataset(name, "test", profile.test_size, device=device)
     val_data = load_dataset(name, "val", device=device)
     recipe = recipe or BASELINE_RECIPES.get(model_name, DEFAULT_RECIPE)

@@ -4,8 +4,7 @@ An accuracy measured on n test images is a binomial proportion: `accuracy_interv
 gives its Wilson interval (sound near 0% and 100%, unlike the plain normal one). Two
 models scored on the *same* images are compared image by image (`paired_difference`):
 most images are right or wrong for both, so the difference is far surer than two
-overlapping intervals suggest. Runs repeated over seeds are compared seed by seed
-(`seed_difference`, a t interval). `tiers` groups a ranking into sets that these
+overlapping intervals suggest. `tiers` groups a ranking into sets that these
 differences cannot tell apart.
 """
 
@@ -72,21 +71,6 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor,
     delta = correct_a.double() - correct_b.double()
     mean, spread = delta.mean().item(), delta.std().item() / math.sqrt(len(delta))
     half = _z(confidence) * spread
-    return Difference(mean, mean - half, mean + half)
-
-
-def seed_difference(a: Sequence[float], b: Sequence[float],
-                    confidence: float = 0.95) -> Difference:
-    """Mean of a[i] - b[i] over paired runs (seed i for both), with a t interval; with one
-    pair there is no spread to measure and the interval is unbounded."""
-    if len(a) != len(b) or not a:
-        raise ValueError(f"need paired runs of equal number, got {len(a)} and {len(b)}")
-    delta = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
-    mean = delta.mean().item()
-    if len(delta) < 2:
-        return Difference(mean, -math.inf, math.inf)
-    t = float(stats.t.ppf(0.5 + confidence / 2, len(delta) - 1))
-    half = t * delta.std().item() / math.sqrt(len(delta))
     return Difference(mean, mean - half, mean + half)
 
 

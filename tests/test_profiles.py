@@ -41,3 +41,10 @@ def test_the_shapes_profile_has_the_papers_widths_on_few_images():
     shapes, paper = PROFILES["shapes"], PROFILES["paper"]
     assert shapes.width == paper.width and shapes.batch_size == paper.batch_size
     assert shapes.brief and shapes.train_size <= 256 and shapes.epochs == 1
+
+
+def test_a_profile_whose_notebook_images_exceed_its_baselines_is_refused():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="train_size <= baseline_train_size"):
+        replace(PROFILES["smoke"], train_size=10_000)

@@ -1,11 +1,9 @@
-import math
-
 import pytest
 import torch
 from scipy.stats import binomtest
 
-from course_utils.uncertainty import (accuracy_interval, paired_difference, seed_difference,
-                                      tiers, wilson_interval, with_interval)
+from course_utils.uncertainty import (accuracy_interval, paired_difference, tiers,
+                                      wilson_interval, with_interval)
 
 
 def test_wilson_matches_a_textbook_case_and_scipy():
@@ -39,16 +37,6 @@ def test_a_paired_difference_is_surer_than_two_separate_intervals():
     assert difference.mean == pytest.approx((a.double().mean() - b.double().mean()).item())
     assert difference.high - difference.low < 0.005  # separate Wilson intervals: ~0.016 each
     assert not paired_difference(a, a).clear and paired_difference(a, ~a).clear
-
-
-def test_seed_differences_use_a_t_interval_and_admit_one_seed_has_none():
-    difference = seed_difference([0.80, 0.82, 0.81], [0.78, 0.79, 0.80])
-    assert difference.mean == pytest.approx(0.02)
-    half = 4.302653 * 0.01 / math.sqrt(3)  # t(0.975, 2) x std of (0.02, 0.03, 0.01) / sqrt(3)
-    assert (difference.low, difference.high) == pytest.approx((0.02 - half, 0.02 + half))
-    assert not difference.clear  # three seeds: +2 points is not yet told apart from zero
-    assert seed_difference([0.80, 0.82, 0.81], [0.70, 0.71, 0.70]).clear
-    assert not seed_difference([0.8], [0.7]).clear
 
 
 def test_tiers_open_only_where_the_leader_is_clearly_better():
