@@ -16,7 +16,7 @@ One module per concern:
 - compression  magnitude pruning and k-means weight sharing (paper 02)
 - superclasses paper 01's merge algorithm
 - plots, widgets  shared figures and interactive controls
-- results, run_course, sweep  headline numbers, the main job, parameter sweeps
+- results, run_course, site, sweep  headline numbers, the main job, its pages to read, parameter sweeps
 
 Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
 `finetune`, `fit`, `thinet_prune`, `reduce_iteratively`, `reestimate_batch_norm`) work

@@ -148,3 +148,23 @@ def plot_kept_filters(axis, original: dict[str, int], kept: dict[str, int], titl
     axis.set_xticks(list(positions), names, rotation=90, fontsize=6)
     axis.set_ylabel("filters")
     axis.set_title(title, fontsize=9)
+
+
+SHOOTOUT_MEASURES = {"test, after fine-tuning": "test_after", "test, before fine-tuning": "test_before",
+                     "validation, after fine-tuning": "val_after"}
+
+
+def plot_shootout(axis, runs, model: str, budget: float, measure: str, dense: dict):
+    """Notebook 06 at one model and FLOPs budget: each criterion's accuracy (`measure`, a key
+    of SHOOTOUT_MEASURES), mean over the seeds with their standard deviation, best on top,
+    against the dense model's (`dense`: {"accuracy": test, "val": validation})."""
+    column = SHOOTOUT_MEASURES[measure]
+    part = runs[(runs.model == model) & (runs.budget == budget)]
+    summary = part.groupby("criterion")[column].agg(["mean", "std"]).fillna(0).sort_values("mean")
+    axis.barh(summary.index, 100 * summary["mean"], xerr=100 * summary["std"], color="tab:blue", capsize=3)
+    reference = dense["val" if column == "val_after" else "accuracy"]
+    axis.axvline(100 * reference, color="black", ls="--", lw=1, label=f"dense {100 * reference:.2f}%")
+    low = 100 * min(summary["mean"].min(), reference)
+    axis.set(xlim=(max(0, low - 10), 100 * max(summary["mean"].max(), reference) + 2),
+             xlabel=f"{measure} accuracy (%)", title=f"{model}: {budget:.0%} of the FLOPs removed")
+    axis.legend(loc="lower right", fontsize=8)

@@ -32,4 +32,5 @@ def _plain(value):
 
 
 def load_results(folder: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))]
+    """The notebooks' results files in `folder` (<notebook>.json, as save_results writes them)."""
+    return [json.loads(path.read_text()) for path in sorted(Path(folder).glob("[0-9][0-9]_*.json"))]

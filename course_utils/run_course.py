@@ -4,8 +4,9 @@
 
 Each notebook in notebooks/ runs under papermill with its PROFILE set, in a fresh
 kernel; the executed copy and the notebook's results JSON go to the output folder,
-and summary.md gathers one row per notebook from those JSON files. A failing notebook
-is recorded and the others still run; the exit status says whether all succeeded.
+and summary.md gathers one row per notebook from those JSON files; site/index.html is the
+run as pages to read from disk (course_utils.site). A failing notebook is recorded and the
+others still run; the exit status says whether all succeeded.
 
 A successful run of the `quick` or `paper` profile also records each notebook's results,
 with its wall time, in notebooks/results/<profile>/<notebook>.json: the numbers a
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from .results import load_results
+from .site import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="notebook name prefixes to run, e.g. 00 03 (default: all)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the notebooks run in notebooks/: a relative path would land there
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"{args.out} already holds a run; choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         record_results(args.out, runs[-1])
     summary = write_summary(args.out, runs)
     print(summary.read_text())
+    print(f"pages to read: {build_site(args.out)}")
     return 0 if all(run["status"] == "ok" for run in runs) else 1
 
 

@@ -14,7 +14,7 @@ from .data import ImageData
 from .criteria import globally_lowest
 from .metrics import count_flops, count_parameters
 from .models import layer_outputs
-from .plots import plot_kept_filters, show_filter
+from .plots import SHOOTOUT_MEASURES, plot_kept_filters, plot_shootout, show_filter
 from .surgery import remove_filters
 
 
@@ -72,3 +72,23 @@ def reduction_explorer(models: dict[str, tuple[nn.Module, dict, torch.Tensor]],
         draw, model_name=widgets.Dropdown(options=list(models), description="model"),
         percent=widgets.IntSlider(30, 0, largest, 5, description="reduce %",
                                   continuous_update=False))
+
+
+def shootout_explorer(runs, dense: dict[str, dict]):
+    """Notebook 06's results, a budget at a time: pick a model, a FLOPs budget and what to
+    measure; see every criterion's accuracy. Controls appear only where the run offers a
+    choice (a smoke run has one model and one budget). `dense`: {model: {"accuracy", "val"}}."""
+    models, budgets = list(dict.fromkeys(runs.model)), sorted(set(runs.budget))
+
+    def draw(model, budget, measure):
+        figure, axis = plt.subplots(figsize=(8, 0.35 * runs.criterion.nunique() + 1.2))
+        plot_shootout(axis, runs, model, budget, measure, dense[model])
+        plt.tight_layout()
+        plt.show()
+
+    model = widgets.Dropdown(options=models, description="model") if len(models) > 1 else widgets.fixed(models[0])
+    budget = widgets.SelectionSlider(options=[(f"{b:.0%}", b) for b in budgets], value=budgets[-1],
+                                     description="FLOPs cut", continuous_update=False) \
+        if len(budgets) > 1 else widgets.fixed(budgets[0])
+    measure = widgets.Dropdown(options=list(SHOOTOUT_MEASURES), description="accuracy")
+    return widgets.interactive(draw, model=model, budget=budget, measure=measure)

@@ -6,10 +6,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import papermill
 import pytest
 import torch
 
 from course_utils.run_course import execute
+from browser_lab import INSTALL_HINT, SCREENSHOTS_ENV, Lab, LabRun, chromium, has_widgets
 
 collect_ignore = ["fixtures"]  # helper notebooks that other tests run
 
@@ -22,34 +25,66 @@ def _seeded():
     torch.manual_seed(0)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--browser-screenshots", metavar="DIR", default=os.environ.get(SCREENSHOTS_ENV),
+                     help="save a screenshot of every widget before and after the browser test moves it "
+                          f"(or set {SCREENSHOTS_ENV})")
+
+
 @dataclass
 class Execution:
     path: Path  # the executed copy
     results: Path  # its results file (course_utils.results)
     error: Exception | None
+    lab: LabRun | None = None  # what the browser saw, when it ran in JupyterLab
 
 
 @pytest.fixture(scope="session")
-def executed(tmp_path_factory):
-    """executed(notebook, profile): the notebook run once this session under papermill in
-    a fresh kernel (the same run for every test that asks); fails the asking test if the
-    run failed."""
+def executed(tmp_path_factory, request):
+    """executed(notebook, profile): the notebook run once this session in a fresh kernel (the
+    same run for every test that asks); fails the asking test if the run failed.
+
+    A smoke run of a notebook with widgets happens in JupyterLab in a real Chromium, when
+    one is installed (tests/jupyterlab.py: all cells, then every widget control moved, then
+    saved); every other run, under papermill."""
     runs: dict[tuple[Path, str], Execution] = {}
+    screenshots = request.config.getoption("--browser-screenshots")
+    failures = Path(request.config.rootpath) / "browser-failures"  # screenshots and console errors
+    lab: list[Lab] = []
+
+    def in_lab(notebook: Path, copy: Path, parameters: dict) -> LabRun:
+        if not lab:
+            lab.append(Lab(copy.parent.parent, Path(screenshots) if screenshots else None, failures).__enter__())
+            request.addfinalizer(lambda: lab[0].__exit__(None, None, None))
+        papermill.execute_notebook(str(notebook), str(copy), parameters=parameters, prepare_only=True,
+                                   kernel_name="python3", progress_bar=False)
+        return lab[0].run(copy.relative_to(copy.parent.parent).as_posix())
 
     def run(notebook: Path, profile: str) -> Execution:
         if (notebook, profile) not in runs:
             folder = tmp_path_factory.mktemp(f"{notebook.stem}-{profile}")
             copy, results = folder / notebook.name, folder / "results.json"
+            parameters = {"PROFILE": profile, "RESULTS_FILE": str(results)}
+            browser = profile == "smoke" and chromium() and has_widgets(nbformat.read(notebook, 4))
+            seen, error = None, None
             try:
-                execute(notebook, copy, {"PROFILE": profile, "RESULTS_FILE": str(results)},
-                        timeout=900)  # a hung cell fails
-                error = None
+                if browser:
+                    seen = in_lab(notebook, copy, parameters)
+                else:
+                    execute(notebook, copy, parameters, timeout=900)  # a hung cell fails
             except Exception as failure:  # noqa: BLE001 (reported by every test that asks)
                 error = failure
-            runs[notebook, profile] = Execution(copy, results, error)
+            runs[notebook, profile] = Execution(copy, results, error, seen)
         execution = runs[notebook, profile]
         if execution.error is not None:
             pytest.fail(f"{notebook.name} failed in the {profile} profile: {execution.error}")
         return execution
 
     return run
+
+
+@pytest.fixture
+def browser():
+    """Skips the asking test, saying how to install Chromium, when there is none."""
+    if not chromium():
+        pytest.skip(INSTALL_HINT)

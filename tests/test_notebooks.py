@@ -4,18 +4,22 @@ profile (the papers' widths on a few images, so that a shape, memory or indexing
 full width fails here and not on a student's GPU).
 
 Each notebook is executed once per profile per session (`executed`); the run test, the
-output check and the site test all read that one execution. The notebooks are found by
+output check, the widget test and the site test all read that one execution. A notebook
+with widgets runs its smoke profile in JupyterLab in a real Chromium (tests/browser_lab.py),
+where every widget control is moved once; without Chromium, under papermill, and the
+browser tests are skipped with a message that says how to install it. The notebooks are found by
 globbing: a new notebook is tested without touching this file.
 """
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
+from browser_lab import has_widgets
 from course_utils.run_course import record_results, write_summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -90,6 +94,14 @@ def test_summary_is_built_from_the_results_files(tmp_path):
     assert "| 01_y | failed: KeyError |" in summary
 
 
+def test_the_summary_can_be_rebuilt_beside_its_runs_file(tmp_path):
+    (tmp_path / "00_x.json").write_text(json.dumps(dict(
+        notebook="00_x", profile="smoke", dataset="MNIST", headline={"accuracy": 0.5})))
+    runs = [dict(notebook="00_x", status="ok", seconds=12.0)]
+    first = write_summary(tmp_path, runs).read_text()  # writes runs.json beside the results
+    assert write_summary(tmp_path, runs).read_text().splitlines()[4:] == first.splitlines()[4:]
+
+
 def test_a_bar_in_a_headline_value_does_not_break_the_summary_table(tmp_path):
     (tmp_path / "01_x.json").write_text(json.dumps(dict(
         notebook="01_x", profile="smoke", dataset="MNIST",
@@ -126,3 +138,48 @@ def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):
     execute(tmp_path / "tiny.ipynb", tmp_path / "ran.ipynb", {"PROFILE": "smoke"})
     assert nbformat.read(tmp_path / "ran.ipynb", 4).cells[-1].outputs[0].text == "smoke\n"
     assert "without encryption" not in capfd.readouterr().err
+
+
+WIDGET_NOTEBOOKS = [path for path in NOTEBOOKS if has_widgets(nbformat.read(path, 4))]
+
+
+@pytest.mark.parametrize("notebook", WIDGET_NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_widget_responds_in_jupyterlab(notebook, browser, executed):
+    seen = executed(notebook, "smoke").lab
+    assert seen is not None and seen.interactions, f"{notebook.name}: no widget control was found in JupyterLab"
+    for interaction in seen.interactions:
+        assert not interaction.tracebacks, f"{interaction.control}: {interaction.tracebacks[0][-1500:]}"
+        assert interaction.changed, f"{interaction.control}: its widget's output did not change"
+
+
+def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
+    """The site of a smoke run: every link of the index opens a page, each notebook page shows
+    its figures, and no page is empty."""
+    from playwright.sync_api import sync_playwright
+
+    from course_utils.site import build_site
+    from browser_lab import chromium
+
+    runs = []
+    for notebook in NOTEBOOKS:
+        execution = executed(notebook, "smoke")
+        shutil.copy(execution.path, tmp_path / notebook.name)
+        shutil.copy(execution.results, tmp_path / f"{notebook.stem}.json")
+        runs.append(dict(notebook=notebook.stem, status="ok", seconds=60.0))
+    write_summary(tmp_path, runs)
+    index = build_site(tmp_path)
+    figures = {path.stem: sum("image/png" in output.get("data", {}) for cell in nbformat.read(path, 4).cells
+                               for output in cell.get("outputs", []))
+               for path in tmp_path.glob("*.ipynb")}
+    with sync_playwright() as playwright:
+        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = chrome.new_page()
+        page.goto(index.as_uri())
+        links = page.locator("a").evaluate_all("links => links.map(link => link.href)")
+        assert len(links) == len(NOTEBOOKS)
+        for link in links:
+            page.goto(link)
+            stem = link.rsplit("/", 1)[-1].removesuffix(".html")
+            assert page.locator(".jp-Notebook .jp-Cell").count() > 10, f"{stem}: the page is empty"
+            assert page.locator(".jp-OutputArea img").count() >= figures[stem] > 0, f"{stem}: figures missing"
+        chrome.close()

@@ -3,8 +3,9 @@
 The paragraph of a notebook's first cell that starts with "**Quick-profile results**" (with
 the bullets that follow it) quotes the quick profile. Every decimal number in it must be one
 of that notebook's recorded results (notebooks/results/quick/<notebook>.json, written by
-`make course`), as the value or as a percentage, rounded to 2, 1 or 0 places, its wall time
-in minutes, or a setting of the quick profile (its width). A number quoted from a paper is
+`make course`), as the value or as a percentage, rounded to 2, 1 or 0 places, the bounds of
+the 95% Wilson interval of a recorded accuracy on the quick profile's test images, its wall
+time in minutes, or a setting of the quick profile (its width). A number quoted from a paper is
 written right after the word "paper" ("the paper's 88.97", "paper: 88.97") and is skipped.
 Whole numbers (dates, counts) are not checked.
 """
@@ -19,6 +20,7 @@ import pytest
 
 from course_utils.profiles import PROFILES
 from course_utils.run_course import RECORDED
+from course_utils.uncertainty import accuracy_interval
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 MARK = "**Quick-profile results**"
@@ -44,6 +46,7 @@ def quoted_numbers(block: str) -> list[str]:
 
 def renderings(record: dict) -> set[str]:
     values = [v for v in record.get("headline", {}).values() if isinstance(v, (int, float))]
+    values += [bound for v in values if 0 < v < 1 for bound in accuracy_interval(v, PROFILES["quick"].test_size)]
     values += [v for v in asdict(PROFILES["quick"]).values() if isinstance(v, float)]
     shown = set()
     for value in values:
@@ -61,9 +64,11 @@ def unproduced(block: str, record: dict) -> list[str]:
 
 def test_the_check_catches_a_number_no_run_produced():
     record = {"headline": {"accuracy": 0.6373, "gap": -1.234}, "seconds": 722.0}
-    good = f"{MARK}: VGG-16 at 63.73% (the paper's 88.97), gap -1.23 points, 12.0 minutes, width 0.25.\n\nLater text 99.99"
+    good = (f"{MARK}: VGG-16 at 63.73% (62.78-64.67; the paper's 88.97), gap -1.23 points, 12.0 minutes, "
+            "width 0.25.\n\nLater text 99.99")
     assert quoted_block(good).endswith("width 0.25.") and unproduced(quoted_block(good), record) == []
     assert unproduced(f"{MARK}: VGG-16 at 64.10%.", record) == ["64.10"]
+    assert unproduced(f"{MARK}: VGG-16 at 63.73% (62.00-64.67).", record) == ["62.00"]
     bullets = f"{MARK}:\n\n- first 63.7%\n- second 12.34%\n\nafter the block 77.77"
     assert unproduced(quoted_block(bullets), record) == ["12.34"]
 
