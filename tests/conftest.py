@@ -52,17 +52,21 @@ def executed(tmp_path_factory, request):
     failures = Path(request.config.rootpath) / "browser-failures"  # screenshots and console errors
     lab: list[Lab] = []
 
-    def in_lab(notebook: Path, copy: Path, parameters: dict) -> LabRun:
+    def lab_started() -> Lab:  # one JupyterLab and one Chromium for the session, serving the temporary folder
         if not lab:
-            lab.append(Lab(copy.parent.parent, Path(screenshots) if screenshots else None, failures).__enter__())
+            lab.append(Lab(tmp_path_factory.getbasetemp(), Path(screenshots) if screenshots else None,
+                           failures).__enter__())
             request.addfinalizer(lambda: lab[0].__exit__(None, None, None))
+        return lab[0]
+
+    def in_lab(notebook: Path, copy: Path, parameters: dict) -> LabRun:
         papermill.execute_notebook(str(notebook), str(copy), parameters=parameters, prepare_only=True,
                                    kernel_name="python3", progress_bar=False)
         shown = nbformat.read(copy, 4)
         for cell in shown.cells:  # collapsed solutions show no prompt number: show every cell
             cell.metadata.get("jupyter", {}).pop("source_hidden", None)
         nbformat.write(shown, copy)
-        return lab[0].run(copy.relative_to(copy.parent.parent).as_posix())
+        return lab_started().run(copy.relative_to(tmp_path_factory.getbasetemp()).as_posix())
 
     def run(notebook: Path, profile: str) -> Execution:
         if (notebook, profile) not in runs:
@@ -84,6 +88,7 @@ def executed(tmp_path_factory, request):
             pytest.fail(f"{notebook.name} failed in the {profile} profile: {execution.error}")
         return execution
 
+    run.new_page = lambda: lab_started().browser.new_page()  # the session's Chromium (one per thread)
     return run
 
 

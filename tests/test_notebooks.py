@@ -155,10 +155,7 @@ def test_every_widget_responds_in_jupyterlab(notebook, browser, executed):
 def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
     """The site of a smoke run: every link of the index opens a page, each notebook page shows
     its figures, and no page is empty."""
-    from playwright.sync_api import sync_playwright
-
     from course_utils.site import build_site
-    from browser_lab import chromium
 
     runs = []
     for notebook in NOTEBOOKS:
@@ -171,15 +168,13 @@ def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
     figures = {path.stem: sum("image/png" in output.get("data", {}) for cell in nbformat.read(path, 4).cells
                                for output in cell.get("outputs", []))
                for path in tmp_path.glob("*.ipynb")}
-    with sync_playwright() as playwright:
-        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        page = chrome.new_page()
-        page.goto(index.as_uri())
-        links = page.locator("a").evaluate_all("links => links.map(link => link.href)")
-        assert len(links) == len(NOTEBOOKS)
-        for link in links:
-            page.goto(link)
-            stem = link.rsplit("/", 1)[-1].removesuffix(".html")
-            assert page.locator(".jp-Notebook .jp-Cell").count() > 10, f"{stem}: the page is empty"
-            assert page.locator(".jp-OutputArea img").count() >= figures[stem] > 0, f"{stem}: figures missing"
-        chrome.close()
+    page = executed.new_page()
+    page.goto(index.as_uri())
+    links = page.locator("a").evaluate_all("links => links.map(link => link.href)")
+    assert len(links) == len(NOTEBOOKS)
+    for link in links:
+        page.goto(link)
+        stem = link.rsplit("/", 1)[-1].removesuffix(".html")
+        assert page.locator(".jp-Notebook .jp-Cell").count() > 10, f"{stem}: the page is empty"
+        assert page.locator(".jp-OutputArea img").count() >= figures[stem] > 0, f"{stem}: figures missing"
+    page.close()
