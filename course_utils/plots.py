@@ -150,7 +150,7 @@ def plot_kept_filters(axis, original: dict[str, int], kept: dict[str, int], titl
     axis.set_title(title, fontsize=9)
 
 
-SHOOTOUT_MEASURES = {"test, after fine-tuning": "test_after", "test, before fine-tuning": "test_before",
+SHOOTOUT_MEASURES = {"test, after fine-tuning": "test_after", "validation, before fine-tuning": "val_before",
                      "validation, after fine-tuning": "val_after"}
 
 
@@ -162,7 +162,7 @@ def plot_shootout(axis, runs, model: str, budget: float, measure: str, dense: di
     part = runs[(runs.model == model) & (runs.budget == budget)]
     summary = part.groupby("criterion")[column].agg(["mean", "std"]).fillna(0).sort_values("mean")
     axis.barh(summary.index, 100 * summary["mean"], xerr=100 * summary["std"], color="tab:blue", capsize=3)
-    reference = dense["val" if column == "val_after" else "accuracy"]
+    reference = dense["val" if column.startswith("val") else "accuracy"]
     axis.axvline(100 * reference, color="black", ls="--", lw=1, label=f"dense {100 * reference:.2f}%")
     low = 100 * min(summary["mean"].min(), reference)
     axis.set(xlim=(max(0, low - 10), 100 * max(summary["mean"].max(), reference) + 2),

@@ -26,14 +26,15 @@ class Profile:
     name: str
     train_size: int | None  # training images a notebook fine-tunes and trains on
     baseline_train_size: int | None  # training images of a cached baseline (train_size first)
-    test_size: int | None  # test images used for every reported accuracy
+    test_size: int | None  # test images used for every reported accuracy (and at most as many validation images)
     calibration_size: int  # images used to score filters (criteria, oracles)
     width: float  # width multiplier of every course model
     epochs: int  # epochs to train a model from scratch
     finetune_epochs: int  # epochs of fine-tuning after a pruning step
     batch_size: int
     seeds: tuple[int, ...]  # seeds for comparisons that report a spread
-    baseline_epochs: tuple[tuple[str, int], ...] = ()  # (model, epochs): exceptions to `epochs`
+    # exceptions to `epochs`: (model, epochs) or ("model/dataset", epochs), the latter first
+    baseline_epochs: tuple[tuple[str, int], ...] = ()
     brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
 
     def __post_init__(self):
@@ -43,16 +44,17 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: a notebook's training images must be among "
                              f"its baselines' (train_size <= baseline_train_size)")
 
-    def epochs_for(self, model_name: str) -> int:
-        """Epochs of the cached baseline `model_name`."""
-        return dict(self.baseline_epochs).get(model_name, self.epochs)
+    def epochs_for(self, model_name: str, dataset: str | None = None) -> int:
+        """Epochs of the cached baseline `model_name` (trained on `dataset`)."""
+        exceptions = dict(self.baseline_epochs)
+        return exceptions.get(f"{model_name}/{dataset}", exceptions.get(model_name, self.epochs))
 
 
 PROFILES = {
     "smoke": Profile("smoke", train_size=4_000, baseline_train_size=8_000, test_size=1_000,
                      calibration_size=64, width=0.25, epochs=2, finetune_epochs=1,
                      batch_size=128, seeds=(0,),
-                     baseline_epochs=(("alexnet", 8), ("vgg16", 4), ("vgg16_gap", 4)),
+                     baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 4), ("vgg16_gap", 4)),
                      brief=True),
     # the papers' widths (so their shapes and memory are exercised) on a few images
     "shapes": Profile("shapes", train_size=128, baseline_train_size=128, test_size=128,
@@ -62,7 +64,7 @@ PROFILES = {
     "quick": Profile("quick", train_size=20_000, baseline_train_size=None, test_size=10_000,
                      calibration_size=512, width=0.25, epochs=4, finetune_epochs=1,
                      batch_size=128, seeds=(0, 1),
-                     baseline_epochs=(("alexnet", 8), ("vgg16", 9), ("vgg16_gap", 9),
+                     baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 9), ("vgg16_gap", 9),
                                       ("resnet18", 5))),
     "paper": Profile("paper", train_size=None, baseline_train_size=None, test_size=None,
                      calibration_size=2_048, width=1.0, epochs=30, finetune_epochs=3,

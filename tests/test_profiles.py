@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from course_utils.profiles import PROFILES, get_profile
+from course_utils.profiles import PROFILES, Profile, get_profile
 
 
 def test_named_profiles_resolve_to_themselves():
@@ -48,3 +48,12 @@ def test_a_profile_whose_notebook_images_exceed_its_baselines_is_refused():
 
     with pytest.raises(ValueError, match="train_size <= baseline_train_size"):
         replace(PROFILES["smoke"], train_size=10_000)
+
+
+def test_a_dataset_specific_epoch_count_comes_before_the_models():
+    profile = Profile("x", train_size=10, baseline_train_size=10, test_size=10, calibration_size=1, width=0.25,
+                      epochs=4, finetune_epochs=1, batch_size=8, seeds=(0,),
+                      baseline_epochs=(("alexnet/mnist", 8), ("alexnet", 6)))
+    assert profile.epochs_for("alexnet", "mnist") == 8
+    assert profile.epochs_for("alexnet", "cifar10") == 6
+    assert profile.epochs_for("vgg16", "mnist") == 4
