@@ -33,4 +33,4 @@ lab: setup
 benchmark: setup
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/surgery_speed.py
-	$(BIN)/python benchmarks/kl_oracle.py
+	$(BIN)/python benchmarks/oracles.py

@@ -18,7 +18,7 @@ from torch import nn
 from .chain import channel_contributions, links, sampled_contributions
 from .data import ImageData
 from .metrics import count_parameters
-from .surgery import ModelGraph, remove_filters, scored_convs, split_model, trace
+from .surgery import ModelGraph, SurgeryError, remove_filters, scored_convs, split_model, trace
 
 
 def random_scores(model: nn.Module, data: ImageData | None = None, seed: int = 0) -> dict:
@@ -110,28 +110,25 @@ def taylor(model: nn.Module, data: ImageData, batch_size: int = 256) -> dict:
 
 @torch.no_grad()
 def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
-                    batch_size: int = 256) -> dict:
+                    batch_size: int = 256, groups_per_pass: int = 8, fast: bool = True) -> dict:
     """Paper 01's measure as a score: how much accuracy on `data` drops when a group of
     `group_size` consecutive filters is deleted (each filter gets its group's score). One
     image is 1/N of accuracy; ties are broken by the loss increase, scaled below that.
     Deleting a channel of a residual group deletes it from every member at once (the
-    channel of the residual stream), so every member of a group gets the same scores."""
-    if not (isinstance(group_size, int) and group_size >= 1):
-        raise ValueError(f"group_size must be a whole number of filters, at least 1, got {group_size}")
+    channel of the residual stream), so every member of a group gets the same scores.
+
+    Where the model can be cut after the conv's end (a chain), the front runs once per
+    batch and only the rest of the network runs per group, `groups_per_pass` groups in
+    one batched pass (the same numbers); elsewhere, or with fast=False, the whole model
+    runs once per group."""
+    for name, value in (("group_size", group_size), ("groups_per_pass", groups_per_pass)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a whole number, at least 1, got {value}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     batches = list(data.batches(batch_size, device=device))
-
-    def accuracy_and_loss():
-        correct, loss = 0.0, 0.0
-        for images, labels in batches:
-            logits = model(images).float()
-            correct += (logits.argmax(1) == labels).sum().item()
-            loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        return correct / len(data), loss / len(data)
-
-    base_accuracy, base_loss = accuracy_and_loss()
+    (base_correct, base_loss), = _totals(model, batches)
     convs, ends = scored_convs(model), channel_ends(model)
     scores = {}
     try:
@@ -140,27 +137,63 @@ def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
             if not members:
                 continue
             channels = convs[members[0]].out_channels
+            deleted = [slice(start, start + group_size) for start in range(0, channels, group_size)]
+            outcomes = _deletion_totals(model, batches, [ends[conv] for conv in members], channels,
+                                        deleted, groups_per_pass, fast)
             group_scores = torch.empty(channels)
-            for start in range(0, channels, group_size):
-                deleted = slice(start, start + group_size)
-
-                def zero_group(module, inputs, output, deleted=deleted):
-                    output = output.clone()
-                    output[:, deleted] = 0
-                    return output
-                hooks = [model.get_submodule(ends[conv]).register_forward_hook(zero_group)
-                         for conv in members]
-                try:
-                    accuracy, loss = accuracy_and_loss()
-                finally:
-                    for hook in hooks:
-                        hook.remove()
-                tie_break = (loss - base_loss) / (1 + abs(loss - base_loss)) / (2 * len(data))
-                group_scores[deleted] = base_accuracy - accuracy + tie_break
+            for removed, (correct, loss) in zip(deleted, outcomes):
+                worse = (loss - base_loss) / len(data)
+                group_scores[removed] = ((base_correct - correct) / len(data)
+                                         + worse / (1 + abs(worse)) / (2 * len(data)))
             scores.update({conv: group_scores.clone() for conv in members})
     finally:
         model.train(was_training)
     return scores
+
+
+def _totals(logits_of, batches, variants: int = 1) -> list[tuple[float, float]]:
+    """(images right, summed loss) of each of `variants` versions of a model, whose logits
+    `logits_of(images)` gives stacked: (variants x images, classes)."""
+    totals = torch.zeros(variants, 2, dtype=torch.float64)
+    for images, labels in batches:
+        logits = logits_of(images).float()
+        right = (logits.view(variants, len(labels), -1).argmax(2) == labels).sum(1)
+        loss = nn.functional.cross_entropy(logits, labels.repeat(variants), reduction="none")
+        totals += torch.stack([right.double(), loss.view(variants, -1).sum(1).double()], 1).cpu()
+    return [tuple(row) for row in totals.tolist()]
+
+
+def _deletion_totals(model, batches, ends: list[str], channels: int, deleted: list[slice],
+                     groups_per_pass: int, cut: bool) -> list[tuple[float, float]]:
+    """`_totals` of the model with each `deleted` slice of channels zeroed after every module
+    in `ends`: by a cut after the end where the model allows one (and `cut`), else by hooks."""
+    try:
+        front, back = split_model(model, ends[0]) if cut and len(ends) == 1 else (None, None)
+    except SurgeryError:  # a skip connection reads around the cut
+        front = back = None
+    outcomes = []
+    for first in range(0, len(deleted), groups_per_pass):
+        chunk = deleted[first:first + groups_per_pass]
+        keep = torch.ones(len(chunk), channels, device=batches[0][0].device)
+        for row, removed in enumerate(chunk):
+            keep[row, removed] = 0
+        if back is not None:  # the front once per batch, the rest for the whole chunk at once
+            def chunk_logits(images, keep=keep):
+                features = front(images)
+                masks = keep.view(len(keep), 1, channels, *[1] * (features.ndim - 2))
+                return back((features.unsqueeze(0) * masks).flatten(0, 1))
+            outcomes += _totals(chunk_logits, batches, len(chunk))
+            continue
+        for mask in keep:
+            mask = mask.view(1, channels, 1, 1)
+            hooks = [model.get_submodule(end).register_forward_hook(
+                lambda module, inputs, output, mask=mask: output * mask) for end in ends]
+            try:
+                outcomes += _totals(model, batches)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+    return outcomes
 
 
 def channel_ends(model: nn.Module) -> dict[str, str]:

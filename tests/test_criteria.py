@@ -295,6 +295,25 @@ def test_deletion_effect_is_the_accuracy_lost_by_removing_the_group():
         deletion_effect(net, data, group_size=0)
 
 
+def test_deletion_effect_on_a_chain_cut_after_the_conv_equals_the_whole_model_run_per_group():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10)).eval()
+    with torch.no_grad():
+        for norm in (net[1], net[5]):
+            norm.bias.uniform_(0.5, 1.5)
+    data = calibration()
+    whole = deletion_effect(net, data, group_size=3, batch_size=20, fast=False)
+    for groups_per_pass in (1, 2, 8):  # chunks that end inside, at and past the last group
+        cut = deletion_effect(net, data, group_size=3, batch_size=20, groups_per_pass=groups_per_pass)
+        for conv in whole:
+            assert torch.allclose(cut[conv], whole[conv], atol=1e-7), (conv, groups_per_pass)
+    assert len({round(v, 6) for s in whole.values() for v in s.tolist()}) > 2  # scores that differ
+    with pytest.raises(ValueError, match="groups_per_pass"):
+        deletion_effect(net, data, groups_per_pass=0)
+
+
 # ---------------------------------------------------------------- where Taylor is measured
 
 

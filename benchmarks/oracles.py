@@ -1,18 +1,22 @@
-"""Paper 03's KL oracle, naive (one full forward per filter) against fast (cached front,
-incremental next layer, batched filters): seconds, speed-up and largest score difference.
+"""The criteria that run the network once per filter, naive against fast: paper 03's KL
+oracle (one full forward per filter, against a cached front, the next layer's output minus
+each filter's term and batched filters) and paper 01's deletion of groups of 4 filters
+(one full forward per group, against a cached front and batched groups): seconds,
+speed-up and largest score difference.
 
-    python benchmarks/kl_oracle.py [--profile smoke] [--images 128] [--width 0.25]
+    python benchmarks/oracles.py [--profile smoke] [--images 128] [--width 0.25]
 
 It scores the profile's VGG-16 (GAP head) checkpoint, training it first if it is missing.
 """
 
 import argparse
 import dataclasses
+import functools
 import time
 
 import torch
 
-from course_utils.criteria import kl_oracle
+from course_utils.criteria import deletion_effect, kl_oracle
 from course_utils.data import load_dataset
 from course_utils.device import pick_device
 from course_utils.profiles import get_profile
@@ -44,12 +48,14 @@ def main():
                   if isinstance(conv, torch.nn.Conv2d))
     print(f"VGG-16 (GAP head, width {profile.width}, {filters} filters), "
           f"{len(images)} calibration images, {torch.get_num_threads()} threads")
-    fast, fast_seconds = timed(lambda: kl_oracle(model, images))
-    naive, naive_seconds = timed(lambda: kl_oracle(model, images, fast=False))
-    difference = max((fast[name] - naive[name]).abs().max().item() for name in naive)
-    print(f"naive {naive_seconds:.1f} s | fast {fast_seconds:.1f} s | "
-          f"speed-up {naive_seconds / fast_seconds:.1f}x | largest score difference "
-          f"{difference:.1e} (largest score {max(s.max().item() for s in naive.values()):.3f})")
+    oracles = {"KL oracle": kl_oracle, "deletion of groups of 4": functools.partial(deletion_effect, group_size=4)}
+    for name, score in oracles.items():
+        fast, fast_seconds = timed(lambda: score(model, images))
+        naive, naive_seconds = timed(lambda: score(model, images, fast=False))
+        difference = max((fast[conv] - naive[conv]).abs().max().item() for conv in naive)
+        print(f"{name}: naive {naive_seconds:.1f} s | fast {fast_seconds:.1f} s | "
+              f"speed-up {naive_seconds / fast_seconds:.1f}x | largest score difference "
+              f"{difference:.1e} (largest score {max(s.max().item() for s in naive.values()):.3f})")
 
 
 if __name__ == "__main__":
