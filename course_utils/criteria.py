@@ -297,10 +297,10 @@ def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
     each filter's term, the rest of the network on many filters at once."""
     front, middle, back = split_model(model, link.cut, link.consumer)
     consumer = model.get_submodule(link.consumer)
-    chunk = max(1, images_per_pass // batch_size)
     device = next(model.parameters()).device
     totals = torch.zeros(link.channels, device=device)
     for images, _ in data.batches(batch_size, device=device):
+        chunk = max(1, images_per_pass // len(images))  # filters per pass: few images, many filters
         channels_out = front(images)
         reference = middle(channels_out)
         log_p = torch.log_softmax(back(reference.clone()), 1)  # clone: back's ReLUs are in place
@@ -405,19 +405,28 @@ def thinet_selection(terms: torch.Tensor, target: torch.Tensor,
     channels) are each channel's contribution and `target` the values to rebuild. Each
     step adds the channel whose least-squares fit best explains the residual of the kept
     set's own least-squares fit. Returns the channels in the order they were chosen.
-    Works on the Gram matrix, so a step costs a small solve, not a pass over the samples."""
+    Works on the Gram matrix, whose kept block's Cholesky factor grows by one row a step,
+    so a step costs two triangular solves, not a pass over the samples or a new solve."""
     x, y = terms.double(), target.double()
     gram, correlation = x.T @ x, x.T @ y
+    channels = x.shape[1]
     energy = gram.diagonal() + ridge
+    factor = gram.new_zeros(channels, channels)  # lower Cholesky factor of the kept Gram + ridge
     residual_correlation = correlation.clone()  # X^T (y - X_S w), the residual's match
     chosen: list[int] = []
-    for _ in range(x.shape[1]):
+    for step in range(channels):
         # ||r - x_i w_i||^2 at the best w_i is ||r||^2 - (x_i . r)^2 / (x_i . x_i)
         gain = residual_correlation ** 2 / energy
         gain[chosen] = -1
-        chosen.append(int(gain.argmax()))
-        weights = _ridge_solve(gram[chosen][:, chosen], correlation[chosen], ridge)
-        residual_correlation = correlation - gram[:, chosen] @ weights
+        new = int(gain.argmax())
+        row = torch.linalg.solve_triangular(factor[:step, :step], gram[chosen, new].unsqueeze(1),
+                                            upper=False).squeeze(1)
+        factor[step, :step] = row
+        # the new pivot is at least the ridge in exact arithmetic; the clamp guards rounding
+        factor[step, step] = (gram[new, new] + ridge - row @ row).clamp(min=ridge).sqrt()
+        chosen.append(new)
+        weights = torch.cholesky_solve(correlation[chosen].unsqueeze(1), factor[:step + 1, :step + 1])
+        residual_correlation = correlation - gram[:, chosen] @ weights.squeeze(1)
     return torch.tensor(chosen)
 
 

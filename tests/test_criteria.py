@@ -184,6 +184,32 @@ def test_thinet_keeps_the_planted_channels_and_recovers_their_weights():
     assert torch.allclose(thinet_scaling(terms[:, kept], target), weights, atol=1e-5)
 
 
+def test_thinet_selection_is_the_greedy_least_squares_choice_even_with_dead_and_twin_channels():
+    generator = torch.Generator().manual_seed(0)
+    terms = torch.randn(300, 16, generator=generator, dtype=torch.float64)
+    terms[:, 3] = 0  # a channel that never fires
+    terms[:, 7] = terms[:, 2]  # two channels with the same terms
+    target = terms @ torch.rand(16, generator=generator, dtype=torch.float64) + 0.1 * torch.randn(
+        300, generator=generator, dtype=torch.float64)
+
+    def greedy(ridge=1e-8):  # each step: every candidate's fit of the kept set's residual, solved anew
+        chosen = []
+        for _ in range(terms.shape[1]):
+            if chosen:
+                kept = terms[:, chosen]
+                weights = torch.linalg.solve(kept.T @ kept + ridge * torch.eye(len(chosen), dtype=kept.dtype),
+                                             kept.T @ target)
+                residual = target - kept @ weights
+            else:
+                residual = target
+            gain = (terms.T @ residual) ** 2 / ((terms ** 2).sum(0) + ridge)
+            gain[chosen] = -1
+            chosen.append(int(gain.argmax()))
+        return chosen
+
+    assert thinet_selection(terms, target).tolist() == greedy()
+
+
 def test_thinet_scaling_survives_a_dead_channel():
     terms, target, kept, weights = planted_reconstruction()
     terms[:, kept[0]] = 0  # a channel that never fires: singular normal equations
