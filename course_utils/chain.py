@@ -36,6 +36,12 @@ class Link:
     channels: int  # the conv's filters
 
 
+def check_layers(layers: list[str] | None) -> None:
+    """`layers=None` means every conv; an empty list is a mistake, not "all"."""
+    if layers is not None and (isinstance(layers, str) or not len(layers)):
+        raise ValueError(f"layers must be None (every conv) or a non-empty list of conv names, got {layers!r}")
+
+
 def links(model: nn.Module, layers: list[str] | None = None) -> list[Link]:
     """One link per scored conv (or per conv in `layers`), in forward order; a SurgeryError
     where the model is not a plain chain (a branch, a residual add, a functional op other
@@ -43,6 +49,7 @@ def links(model: nn.Module, layers: list[str] | None = None) -> list[Link]:
     graph = trace(model)
     modules = dict(model.named_modules())
     convs = scored_convs(model)
+    check_layers(layers)
     unknown = set(layers or ()) - set(convs)
     if unknown:
         raise ValueError(f"no conv with filters called {sorted(unknown)}; choose from {list(convs)}")

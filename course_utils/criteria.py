@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import torch
 from torch import nn
 
-from .chain import channel_contributions, links, sampled_contributions
+from .chain import channel_contributions, check_layers, links, sampled_contributions
 from .data import ImageData
 from .metrics import count_parameters
 from .surgery import ModelGraph, SurgeryError, remove_filters, scored_convs, split_model, trace
@@ -248,6 +249,19 @@ def outlier_votes(norms: dict[str, torch.Tensor], s: float) -> dict:
             for name, rows in norms.items()}
 
 
+def loosening(s: float, epsilon: float, lowest: float = -3.0, most: int = 10_000) -> list[float]:
+    """The thresholds paper 04's pruning point tries, loosening s by epsilon: s, s - epsilon,
+    ... down to `lowest` (below it every filter gets a vote). Finite by construction: a NaN
+    s, or an epsilon too small to move s, is refused instead of looping for ever."""
+    if not (math.isfinite(s) and math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"s must be finite and epsilon a positive number, got s={s}, epsilon={epsilon}")
+    steps = math.floor((s - lowest) / epsilon) + 1 if s >= lowest else 1
+    if steps > most or s - epsilon == s:
+        raise ValueError(f"loosening s={s} by epsilon={epsilon} down to {lowest} takes {steps:,} steps "
+                         f"(more than {most:,}): choose a larger epsilon or a smaller s")
+    return [s - k * epsilon for k in range(steps)]
+
+
 def voted_filters(votes: dict[str, torch.Tensor], s: float) -> dict[str, list[int]]:
     """The second vote: the filters whose vote count exceeds their layer's mean + s x std
     (at least one filter of each layer stays)."""
@@ -463,6 +477,7 @@ def lowest(scores: dict[str, torch.Tensor], share: float,
     On a model with residual groups, give it `group_scores` (one entry per group): surgery
     refuses a plan that cuts two members of a group differently."""
     check_ratio(share, "share")
+    check_layers(layers)
     unknown = set(layers or []) - set(scores)
     if unknown:
         raise ValueError(f"no scores for {sorted(unknown)}; scored layers: {sorted(scores)}")
@@ -549,6 +564,9 @@ def globally_lowest(scores: dict[str, torch.Tensor], count: int) -> dict[str, li
     layers (for scores comparable between layers, such as the KL oracle's), keeping at
     least one filter in every layer."""
     total = sum(len(s) for s in scores.values())
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise ValueError(f"count is a number of filters and must be a whole number, got {count!r} "
+                         f"(for a share of all filters, pass round(share * {total}))")
     if not 0 < count < total - len(scores) + 1:
         raise ValueError(f"count must lie between 1 and {total - len(scores)} (every layer keeps "
                          f"a filter), got {count}")

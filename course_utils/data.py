@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .storage import atomic_save, data_home
+from .storage import checked_load, checked_save, data_home
 
 DATA_DIRS_ENV = "COURSE_DATA_DIRS"
 SPLITS = ("train", "val", "test")
@@ -264,13 +264,25 @@ def search_dirs() -> list[Path]:
     return [data_home(), *extra, Path("/usr/share/datasets")]
 
 
+FULL_SIZES = {"train": {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000},
+              "test": {"mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 10_000}}
+
+
 def _load_cached(name: str, split: str):
+    """A decoded split from the cache (checksummed: a corrupt file is moved aside and
+    decoded again), else decoded now and cached. A cache of a partial copy is not trusted:
+    each load looks again for a full one (COURSE_DATA_DIRS may point at it now)."""
     cache = data_home() / "cache" / f"{name}-{split}.pt"
-    if cache.exists():
-        stored = torch.load(cache, weights_only=True)
+    full = FULL_SIZES[split][name]
+    stored = checked_load(cache)
+    if stored is not None and len(stored["labels"]) == full:
         return stored["images"], stored["labels"], stored["source"]
     images, labels, source = _read(name, split)
-    atomic_save({"images": images, "labels": labels, "source": source}, cache)
+    if len(labels) != full:
+        _banner(f"{DATASETS[name].title} {split}: {len(labels):,} of its {full:,} images, from {source}",
+                "a partial copy: every number of this run is on fewer images than the papers'")
+    if stored is None or len(labels) > len(stored["labels"]):
+        checked_save({"images": images, "labels": labels, "source": source}, cache)
     return images, labels, source
 
 

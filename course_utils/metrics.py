@@ -46,6 +46,9 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: i
 
     The warm-up runs let the backend build its kernels and the allocator its buffers for
     this shape; without them the first model measured at a new batch size looks slower."""
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"batch_size and repeats must be at least 1 and warmup at least 0, "
+                         f"got {batch_size}, {repeats}, {warmup}")
     batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
     was_training = model.training
     model.eval()

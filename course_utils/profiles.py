@@ -36,6 +36,9 @@ class Profile:
     # exceptions to `epochs`: (model, epochs) or ("model/dataset", epochs), the latter first
     baseline_epochs: tuple[tuple[str, int], ...] = ()
     brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
+    # seconds one cell may run before a headless run (course_utils.execution) gives up on it and
+    # retries the notebook once: several times the longest cell measured in the profile
+    cell_timeout: int = 900
 
     def __post_init__(self):
         if None not in (self.train_size, self.baseline_train_size) and \
@@ -64,11 +67,11 @@ PROFILES = {
     # 3 to 6 minutes a baseline on 2 CPU cores (the README's table, benchmarks/baselines.py)
     "quick": Profile("quick", train_size=20_000, baseline_train_size=None, test_size=10_000,
                      calibration_size=512, width=0.25, epochs=4, finetune_epochs=1,
-                     batch_size=128, seeds=(0, 1),
+                     batch_size=128, seeds=(0, 1), cell_timeout=3_600,
                      baseline_epochs=(("alexnet/mnist", 6), ("vgg16", 7), ("vgg16_gap", 7))),
     "paper": Profile("paper", train_size=None, baseline_train_size=None, test_size=None,
                      calibration_size=2_048, width=1.0, epochs=30, finetune_epochs=3,
-                     batch_size=128, seeds=(0, 1, 2)),
+                     batch_size=128, seeds=(0, 1, 2), cell_timeout=6 * 3_600),
 }
 
 

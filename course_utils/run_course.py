@@ -3,7 +3,7 @@
     python -m course_utils.run_course [--profile auto] [--out runs/<date>]
 
 Each notebook in notebooks/ runs under papermill with its PROFILE set, in a fresh
-kernel; the executed copy and the notebook's results JSON go to the output folder,
+kernel, each cell within the profile's `cell_timeout` (course_utils.execution); the executed copy and the notebook's results JSON go to the output folder,
 and summary.md gathers one row per notebook from those JSON files; site/index.html is the
 run as pages to read from disk (course_utils.site). A failing notebook is recorded and the
 others still run; the exit status says whether all succeeded.
@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from .execution import NotebookFailed, execute
+from .profiles import get_profile
 from .results import load_results
 from .site import build_site
 
@@ -36,30 +38,20 @@ def course_notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(notebook: Path, output: Path, parameters: dict, timeout: int | None = None) -> None:
-    """Run `notebook` with papermill in a fresh kernel, writing the executed copy to `output`
-    (raises on a failing cell; `timeout`: seconds a cell may take). The kernel logs errors
-    only: its warning that local TCP traffic is unencrypted is noise here (kernels listen on
-    127.0.0.1); a notebook's own warnings still show in its outputs."""
-    import papermill
-
-    papermill.execute_notebook(str(notebook), str(output), cwd=str(notebook.parent),
-                               parameters=parameters, kernel_name="python3",
-                               progress_bar=False, execution_timeout=timeout,
-                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
-
-
 def run_notebook(notebook: Path, out: Path, profile: str, **parameters) -> dict:
-    """Execute one notebook with papermill; returns its status and wall time."""
+    """Execute one notebook headless (course_utils.execution: a cell may take the profile's
+    `cell_timeout`; a stalled cell gets one retry in a fresh kernel); returns its status,
+    wall time and, when it happened, the stall that caused the retry."""
     start = time.perf_counter()
     try:
-        execute(notebook, out / notebook.name,
-                dict(PROFILE=profile, RESULTS_FILE=str(out / f"{notebook.stem}.json"), **parameters))
-        status = "ok"
-    except Exception as error:  # a failed cell: keep going, report it
-        status = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1]}"
-    return dict(notebook=notebook.stem, status=status,
-                seconds=round(time.perf_counter() - start, 1))
+        report = execute(notebook, out / notebook.name,
+                         dict(PROFILE=profile, RESULTS_FILE=str(out / f"{notebook.stem}.json"), **parameters),
+                         timeout=get_profile(profile).cell_timeout)
+        status, stalled = "ok", report.stalled
+    except NotebookFailed as failed:
+        status, stalled = f"failed: {failed.report.error}", failed.report.stalled
+    return dict(notebook=notebook.stem, status=status, seconds=round(time.perf_counter() - start, 1),
+                stalled=stalled)
 
 
 def write_summary(out: Path, runs: list[dict]) -> Path:
@@ -72,7 +64,8 @@ def write_summary(out: Path, runs: list[dict]) -> Path:
     for run in runs:
         result = results.get(run["notebook"], {})
         headline = ", ".join(f"{k}: {v}" for k, v in result.get("headline", {}).items())
-        cells = [run["notebook"], run["status"], result.get("profile", ""),
+        status = run["status"] + (f" (retried in a fresh kernel: {run['stalled']})" if run.get("stalled") else "")
+        cells = [run["notebook"], status, result.get("profile", ""),
                  result.get("dataset", ""), f"{run['seconds']:.0f} s", headline]
         lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
     path = out / "summary.md"
@@ -110,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="notebook name prefixes to run, e.g. 00 03 (default: all)")
     args = parser.parse_args(argv)
+    try:
+        get_profile(args.profile)
+    except ValueError as error:
+        parser.error(str(error))
+    notebooks = [nb for nb in course_notebooks()
+                 if not args.only or any(nb.name.startswith(p) for p in args.only)]
+    if not notebooks:
+        parser.error(f"--only {' '.join(args.only)} names no notebook; they are: "
+                     + ", ".join(nb.stem for nb in course_notebooks()))
     args.out = args.out.resolve()  # the notebooks run in notebooks/: a relative path would land there
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"{args.out} already holds a run; choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
-    notebooks = [nb for nb in course_notebooks()
-                 if not args.only or any(nb.name.startswith(p) for p in args.only)]
     runs = []
     for notebook in notebooks:
         print(f"running {notebook.name} (profile {args.profile}) ...", flush=True)

@@ -3,13 +3,18 @@
 Everything cached (decoded datasets, checkpoints) lives under the project's `data/`
 folder, or under COURSE_DATA_HOME when that is set. Files are written to a temporary
 name in the same folder and renamed into place, so a crash mid-write leaves the
-previous file whole.
+previous file whole (and a temporary file a killed writer left behind is removed by the
+next write, once it is an hour old). `checked_save` also stores a SHA-256 digest of the
+contents; `checked_load` recomputes it, and moves a file that is unreadable or whose
+digest differs aside (to `<name>.corrupt`), saying which file, so that it is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -18,9 +23,15 @@ DATA_HOME_ENV = "COURSE_DATA_HOME"
 _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
+STALE_SECONDS = 3_600  # a temporary file this old belongs to a writer that died
+
+
 def data_home() -> Path:
     """The folder for caches and checkpoints (created on first use)."""
     home = Path(os.environ.get(DATA_HOME_ENV) or _REPO_DATA)
+    if home.exists() and not home.is_dir():
+        raise NotADirectoryError(f"{DATA_HOME_ENV}={home} is a file; point it at a folder for the "
+                                 "course's caches and checkpoints")
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -28,6 +39,9 @@ def data_home() -> Path:
 def atomic_save(obj, path: Path) -> None:
     """torch.save to `path` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        if time.time() - leftover.stat().st_mtime > STALE_SECONDS:
+            leftover.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -38,3 +52,51 @@ def atomic_save(obj, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def digest(obj) -> str:
+    """SHA-256 of the contents of nested dicts, lists and tensors (keys in sorted order)."""
+    hasher = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            hasher.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            hasher.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                hasher.update(str(key).encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                feed(item)
+        else:
+            hasher.update(repr(value).encode())
+    feed(obj)
+    return hasher.hexdigest()
+
+
+def checked_save(obj, path: Path) -> None:
+    """atomic_save of `obj` with the digest of its contents."""
+    atomic_save({"contents": obj, "sha256": digest(obj)}, path)
+
+
+def checked_load(path: Path, **load_arguments):
+    """What checked_save stored at `path`, or None when there is none, or when the file is
+    unreadable or its contents no longer match their digest: then it is moved aside to
+    `<name>.corrupt` and a message names it, so that the caller rebuilds it."""
+    if not path.exists():
+        return None
+    try:
+        stored = torch.load(path, weights_only=True, **load_arguments)
+        problem = None if isinstance(stored, dict) and "sha256" in stored else "it has no checksum"
+        if problem is None and digest(stored["contents"]) != stored["sha256"]:
+            problem = "its contents do not match their checksum"
+    except Exception as error:  # noqa: BLE001 (any unreadable file: truncated, random bytes, empty)
+        problem = f"it cannot be read ({type(error).__name__})"
+    if problem is None:
+        return stored["contents"]
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    print(f"!!! {path}: {problem}; moved aside to {aside.name}, rebuilding it", flush=True)
+    return None

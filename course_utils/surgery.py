@@ -23,6 +23,8 @@ and keeps every shape: same outputs, no saving.
 
 from __future__ import annotations
 
+import numbers
+
 import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -550,8 +552,14 @@ class ModelGraph:
         named_by: dict[int, str] = {}
         for conv, indices in plan.items():
             group = self.group_of(conv)
-            indices = [int(i) for i in (indices.tolist() if torch.is_tensor(indices)
-                                        else indices)]
+            if torch.is_tensor(indices) and indices.dtype == torch.bool:
+                raise SurgeryError(f"the plan for {conv} is a boolean mask; give the indices of the "
+                                   f"filters to remove (mask.nonzero().flatten())")
+            indices = indices.tolist() if torch.is_tensor(indices) else list(indices)
+            wrong = [i for i in indices if isinstance(i, bool) or not isinstance(i, numbers.Integral)]
+            if wrong:
+                raise SurgeryError(f"the plan for {conv} must list whole filter indices; it has {wrong}")
+            indices = [int(i) for i in indices]
             if not indices:
                 continue
             if not group.prunable:
@@ -707,6 +715,12 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
     removed = graph.resolve(plan)
     if not removed:
         return model
+    # every consumer's positions first: whatever can fail, fails before the model changes
+    consumers = [(consumer, graph.positions(consumer.layout, removed)) for consumer in graph.consumers]
+    for consumer, positions in consumers:
+        if positions and consumer.kind == "linear" and not (consumer.layout.spatial or 0) >= 1:
+            raise SurgeryError(f"the features per channel before {consumer.module} are unknown; "
+                               f"build the graph with an example input")
     for index, channels in removed.items():
         for conv in graph.groups[index].convs:
             module = graph.modules[conv]
@@ -716,8 +730,7 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
             elif produces_channels(module):
                 _shrink(module, ("weight", "bias"), 0, channels, module.out_channels)
                 module.out_channels -= len(channels)
-    for consumer in graph.consumers:
-        positions = graph.positions(consumer.layout, removed)
+    for consumer, positions in consumers:
         if positions:
             _shrink_consumer(graph.modules[consumer.module], consumer, positions)
     return model
@@ -746,10 +759,7 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
                 module.num_features)
         module.num_features -= len(positions)
     else:  # a linear layer after a flatten: each channel is `spatial` consecutive columns
-        spatial = consumer.layout.spatial
-        if spatial is None or spatial < 1:
-            raise SurgeryError(f"the features per channel before {consumer.module} are unknown; "
-                               f"build the graph with an example input")
+        spatial = consumer.layout.spatial  # known: remove_filters checked it first
         columns = [c * spatial + s for c in positions for s in range(spatial)]
         _shrink(module, ("weight",), 1, columns, module.in_features)
         module.in_features -= len(columns)

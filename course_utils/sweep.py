@@ -4,10 +4,13 @@
         --grid SEED=0,1,2 --grid STEP=0.05,0.1 --set PROFILE=smoke --plot resnet18_accuracy_diff_points
 
 Every combination of the `--grid` values is one run, in its own folder under `--out`
-(`runs/sweeps/<notebook>` by default): the executed notebook, the results JSON the
-notebook saved, and run.json (parameters, status, seconds, the error if it failed).
-Finished runs are never run again nor overwritten, so the same command resumes a sweep;
-a failed run is recorded, the others go on, and the next call retries it. results.csv has
+(`runs/sweeps/<notebook>` by default), named after its grid values and a digest of all
+its parameters: the executed notebook, the results JSON the notebook saved, and run.json
+(parameters, status, seconds, the error if it failed, a stall that caused a retry).
+A parameter the notebook does not define is refused before anything runs. Finished runs
+are never run again nor overwritten, so the same command resumes a sweep (the same grid
+with another `--set` is other runs); a failed run is recorded, the others go on, and the
+next call retries it. results.csv has
 a row per run (its parameters and headline numbers); with `--plot KEY`, plot.png draws
 that headline number against the first grid parameter, the mean and spread over the
 others.
@@ -17,13 +20,16 @@ worker processes (the cores shared between them), or an existing one with `--sch
 ADDRESS` (started by hand, or by dask-jobqueue on SLURM/PBS, or dask-kubernetes). A run is
 written to a `.partial-*` folder and renamed when it ends, so a worker that dies mid-run
 leaves nothing that counts as done, and Dask runs the task again on another worker; a
-notebook that raises is a finished task, recorded as failed, not retried.
+notebook that raises, or whose own process is killed (the out-of-memory killer takes the
+notebook's kernel, not the worker), is a finished task, recorded as failed, and run
+again by the next call.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -42,7 +48,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .execution import check_parameters
+from .profiles import get_profile
+
 ROOT = Path(__file__).resolve().parent.parent
+MAX_READABLE = 80  # characters of a run folder's name taken from its values (a digest follows)
 
 
 def parse_value(text: str):
@@ -75,39 +85,61 @@ def grid_runs(grid: dict[str, list], fixed: dict) -> list[dict]:
 
 
 def run_name(parameters: dict, grid_names: list[str]) -> str:
-    """A folder name from the grid parameters' values, e.g. SEED=1_STEP=0.05."""
+    """A folder name from the grid parameters' values and a digest of every parameter the
+    run gets (grid and --set), e.g. SEED=1_STEP=0.05-3fa2c1d9: two runs share a folder only
+    when they share every parameter, whatever the characters or length of the values."""
     text = "_".join(f"{name}={json.dumps(parameters[name])}" for name in grid_names) or "run"
-    return re.sub(r"[^A-Za-z0-9=._-]+", "-", text)
+    readable = re.sub(r"[^A-Za-z0-9=._-]+", "-", text)[:MAX_READABLE]
+    digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{readable}-{digest}"
 
 
 def run_one(notebook: Path, folder: Path, parameters: dict, threads: int,
-            gpus: list[int] | None = None) -> dict:
-    """Execute `notebook` into `folder` unless a finished run is there; returns its record.
-    The run is written to a folder of its own and renamed into place only when it ends.
-    `gpus`: the only GPUs the notebook may see (CUDA_VISIBLE_DEVICES)."""
+            gpus: list[int] | None = None, session: str = "") -> dict:
+    """Execute `notebook` into `folder` unless a finished run of the same parameters is
+    there; returns its record. The run is written to a folder of its own (named after the
+    sweep's `session`) and renamed into place only when it ends. Each cell may take the
+    profile's `cell_timeout`; a stalled run is retried once in a fresh kernel
+    (course_utils.execution). `gpus`: the only GPUs the notebook may see."""
     record_path = folder / "run.json"
     if record_path.exists():
         record = json.loads(record_path.read_text())
+        if record["parameters"] != parameters:
+            raise RuntimeError(f"{folder} holds a run of other parameters ({record['parameters']}); "
+                               "move it away to run this one")
         if record["status"] == "ok":
             return {**record, "skipped": True}
-    partial = folder.with_name(f"{folder.name}.partial-{uuid.uuid4().hex[:8]}")
+    partial = folder.with_name(f"{folder.name}.partial-{session}-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
-    command = [sys.executable, "-m", "papermill", str(notebook), str(partial / notebook.name),
-               "--cwd", str(notebook.parent), "--no-progress-bar",
-               "-y", json.dumps({**parameters, "RESULTS_FILE": str(partial / "results.json")})]
+    command = [sys.executable, "-m", "course_utils.execution", str(notebook), str(partial / notebook.name),
+               "-y", json.dumps({**parameters, "RESULTS_FILE": str(partial / "results.json")}),
+               "--timeout", str(get_profile(parameters.get("PROFILE", "auto")).cell_timeout),
+               "--report", str(partial / "report.json")]
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if gpus is not None:
         environment["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     start = time.perf_counter()
     finished = subprocess.run(command, env=environment, capture_output=True, text=True,
                               preexec_fn=_die_with_parent)
+    report = json.loads((partial / "report.json").read_text()) if (partial / "report.json").exists() else {}
     record = dict(parameters=parameters, seconds=round(time.perf_counter() - start, 1),
                   status="ok" if finished.returncode == 0 else "failed",
-                  error=None if finished.returncode == 0 else _last_error(finished.stderr))
+                  error=None if finished.returncode == 0 else report.get("error") or _process_error(finished),
+                  stalled=report.get("stalled"))
     (partial / "run.json").write_text(json.dumps(record, indent=2))
     shutil.rmtree(folder, ignore_errors=True)  # only an earlier failed run can be there
     partial.rename(folder)
     return {**record, "skipped": False}
+
+
+def _process_error(finished: subprocess.CompletedProcess) -> str:
+    """What ended a run that wrote no report: a signal (the out-of-memory killer sends
+    SIGKILL) or the last error line it printed."""
+    if finished.returncode < 0:
+        name = signal.Signals(-finished.returncode).name
+        return (f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+                + "; the next call of the sweep runs it again")
+    return _last_error(finished.stderr)
 
 
 def _die_with_parent() -> None:
@@ -152,12 +184,12 @@ _slots: GpuSlots | None = None  # this worker process's GPUs, made at its first 
 
 
 def run_task(notebook: Path, folder: Path, parameters: dict, threads: int,
-             gpus_per_run: int) -> dict:
+             gpus_per_run: int, session: str = "") -> dict:
     """One run as a Dask task, on whichever worker the scheduler picked; with
     `gpus_per_run`, the run sees only the GPUs it claimed on that worker."""
     global _slots
     if not gpus_per_run:
-        return run_one(notebook, folder, parameters, threads)
+        return run_one(notebook, folder, parameters, threads, session=session)
     from distributed import get_worker
 
     worker = get_worker()
@@ -166,7 +198,7 @@ def run_task(notebook: Path, folder: Path, parameters: dict, threads: int,
         _slots = GpuSlots(worker.name, int(declared), os.environ)
     gpus = _slots.claim(gpus_per_run)
     try:
-        return run_one(notebook, folder, parameters, threads, gpus)
+        return run_one(notebook, folder, parameters, threads, gpus, session)
     finally:
         _slots.release(gpus)
 
@@ -177,9 +209,10 @@ def _last_error(stderr: str) -> str:
     return (errors or lines or ["no output"])[-1][:500]
 
 
-def remove_partials(out: Path) -> None:
-    """The folders of runs whose worker died: never counted, removed once the sweep ends."""
-    for partial in out.glob("*.partial-*"):
+def remove_partials(out: Path, session: str) -> None:
+    """The folders of this sweep's runs whose worker died: never counted, removed once the
+    sweep ends (another sweep's, into the same folder, are left to it)."""
+    for partial in out.glob(f"*.partial-{session}-*"):
         shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -201,16 +234,23 @@ def cluster_client(jobs: int, scheduler: str | None, gpus_per_run: int):
         yield client
 
 
-def collect(out: Path, runs: dict[str, dict]) -> pd.DataFrame:
-    """results.csv: a row per run, its parameters, status, time and headline numbers."""
+def collect(out: Path) -> pd.DataFrame:
+    """results.csv: a row per finished or failed run in `out` (this sweep's and any other's
+    into the same folder), its parameters, status, time and headline numbers; written to a
+    temporary file and renamed, so a reader never sees half a table."""
     rows = []
-    for name, record in runs.items():
+    for path in sorted(out.glob("*/run.json")):
+        if ".partial-" in path.parent.name:
+            continue
+        name, record = path.parent.name, json.loads(path.read_text())
         results = out / name / "results.json"
         headline = json.loads(results.read_text())["headline"] if results.exists() else {}
         rows.append({"run": name, "status": record["status"], "seconds": record["seconds"],
                      "error": record.get("error"), **record["parameters"], **headline})
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
+    partial = out / f".results-{uuid.uuid4().hex[:8]}.csv"
+    table.to_csv(partial, index=False)
+    partial.replace(out / "results.csv")
     return table
 
 
@@ -271,9 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     fixed.setdefault("PROFILE", os.environ.get("COURSE_PROFILE", "auto"))
+    try:
+        check_parameters(args.notebook, {**grid, **fixed})
+        for profile in grid.get("PROFILE", [fixed["PROFILE"]]):
+            get_profile(str(profile))
+    except ValueError as error:
+        parser.error(str(error))
     out = (args.out or ROOT / "runs" / "sweeps" / args.notebook.stem).resolve()
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     runs = {run_name(p, list(grid)): p for p in grid_runs(grid, fixed)}
+    session = uuid.uuid4().hex[:8]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with cluster_client(args.jobs, args.scheduler, args.gpus_per_run) as client:
         where = args.scheduler or f"a local cluster of {args.jobs} worker(s)"
@@ -281,13 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                    and importlib.util.find_spec("bokeh") is not None)  # its pages need bokeh
         print(f"{len(runs)} runs of {args.notebook.name} in {out}, on {where}"
               + (f"; dashboard {client.dashboard_link}" if serving else ""), flush=True)
-        records = _run_on(client, runs, args.notebook.resolve(), out, threads, args.gpus_per_run)
-    remove_partials(out)
-    table = collect(out, dict(sorted(records.items())))
+        records = _run_on(client, runs, args.notebook.resolve(), out, threads, args.gpus_per_run, session)
+    remove_partials(out, session)
+    table = collect(out)
     if args.plot:
         plot(table, args.plot, list(grid), out / "plot.png")
-    failed = int((table["status"] != "ok").sum())
-    print(f"{len(table) - failed} finished, {failed} failed; {out / 'results.csv'}")
+    failed = sum(record["status"] != "ok" for record in records.values())
+    print(f"{len(records) - failed} finished, {failed} failed; {out / 'results.csv'}")
     return 1 if failed else 0
 
 
@@ -297,12 +346,12 @@ def _executing(dask_worker) -> int:
 
 
 def _run_on(client, runs: dict[str, dict], notebook: Path, out: Path, threads: int,
-            gpus_per_run: int) -> dict[str, dict]:
+            gpus_per_run: int, session: str) -> dict[str, dict]:
     """Submit one task per run, report each as it ends, a progress bar over them all."""
     from distributed import as_completed
 
     resources = {"GPU": gpus_per_run} if gpus_per_run else None
-    futures = {client.submit(run_task, notebook, out / name, parameters, threads, gpus_per_run,
+    futures = {client.submit(run_task, notebook, out / name, parameters, threads, gpus_per_run, session,
                              key=f"sweep-{out.name}-{name}-{uuid.uuid4().hex[:6]}", pure=False,
                              retries=2, resources=resources): name
                for name, parameters in runs.items()}
@@ -314,7 +363,8 @@ def _run_on(client, runs: dict[str, dict], notebook: Path, out: Path, threads: i
         counts[record["status"]] += 1
         state = "finished before, skipped" if record["skipped"] else (
             f"{record['status']} in {record['seconds']:.0f} s"
-            + (f": {record['error']}" if record["error"] else ""))
+            + (f": {record['error']}" if record["error"] else "")
+            + (f" (retried in a fresh kernel: {record['stalled']})" if record.get("stalled") else ""))
         bar.write(f"  {name}: {state}")
         bar.update()
         running = sum(client.run(_executing).values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,7 @@ from .data import CROP_PADDING, ImageData, load_dataset
 from .device import autocast, autocast_dtype
 from .models import build_model
 from .profiles import Profile
-from .storage import atomic_save, data_home
+from .storage import checked_load, checked_save, data_home
 
 SCHEDULES = ("triangle", "onecycle", "cosine", "constant")
 CHECKPOINT_FORMAT = 2  # bump when the training recipe changes, so old checkpoints are not reused
@@ -108,7 +109,7 @@ def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = No
     history, start = History(), time.perf_counter()
     bar = tqdm(total=epochs * len(batches), desc=description, disable=not progress,
                leave=False)
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         losses = []
         for images, labels in batches:
@@ -125,6 +126,10 @@ def fit(model: nn.Module, train_data: ImageData, val_data: ImageData | None = No
         epoch_losses = torch.stack(losses).float().cpu()
         history.step_loss += epoch_losses.tolist()
         history.epoch_loss.append(epoch_losses.mean().item())
+        if not math.isfinite(history.epoch_loss[-1]):
+            bar.close()
+            raise FloatingPointError(f"the training loss became {history.epoch_loss[-1]} in epoch {epoch + 1}: "
+                                     f"the model diverged (lr={lr} is likely too high); nothing was saved")
         if val_data is not None:
             history.val_accuracy.append(evaluate(model, val_data).accuracy)
         bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
@@ -218,13 +223,14 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
 
     `train(model)` trains in place and returns a record (plain numbers and lists) that is
     saved beside the weights. Returns (model, record, loaded_from_disk). A file whose stored
-    configuration differs from `config` is never loaded and never overwritten.
+    configuration differs from `config` is never loaded and never overwritten; one that is
+    unreadable or fails its checksum (`storage.checked_load`) is moved aside and retrained.
     """
     config = json.loads(json.dumps(config))  # plain JSON types, as they will be stored
     path = checkpoint_path(config, directory)
     model = build()
-    if path.exists():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+    stored = checked_load(path, map_location="cpu")
+    if stored is not None:
         if stored.get("config") != config:
             raise CheckpointMismatch(
                 f"{path} holds a different configuration ({stored.get('config')}) from the one "
@@ -233,7 +239,7 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
         return model, stored["record"], True
     record = train(model)
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    atomic_save({"config": config, "state_dict": state, "record": record}, path)
+    checked_save({"config": config, "state_dict": state, "record": record}, path)
     return model, record, False
 
 

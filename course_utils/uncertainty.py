@@ -68,6 +68,10 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor,
     image): the normal interval of the mean of the per-image differences."""
     if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or len(correct_a) < 2:
         raise ValueError("need two equally long vectors of per-image outcomes (at least 2)")
+    for outcomes in (correct_a, correct_b):
+        if not ((outcomes == 0) | (outcomes == 1)).all():
+            raise ValueError("paired_difference takes right/wrong per image (booleans, or 0 and 1), "
+                             "not predicted classes: pass predictions == labels")
     delta = correct_a.double() - correct_b.double()
     mean, spread = delta.mean().item(), delta.std().item() / math.sqrt(len(delta))
     half = _z(confidence) * spread

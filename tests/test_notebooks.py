@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from browser_lab import has_widgets
+from course_utils.execution import NotebookFailed, execute
 from course_utils.run_course import record_results, write_summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -127,15 +128,13 @@ def test_a_quick_run_is_recorded_in_the_repo_and_a_smoke_run_is_not(tmp_path):
 
 
 def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):
-    from course_utils.run_course import execute
-
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("PROFILE = 'auto'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("print(PROFILE)")])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
-    execute(tmp_path / "tiny.ipynb", tmp_path / "ran.ipynb", {"PROFILE": "smoke"})
+    execute(tmp_path / "tiny.ipynb", tmp_path / "ran.ipynb", {"PROFILE": "smoke"}, timeout=60)
     assert nbformat.read(tmp_path / "ran.ipynb", 4).cells[-1].outputs[0].text == "smoke\n"
     assert "without encryption" not in capfd.readouterr().err
 
@@ -178,3 +177,19 @@ def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
         assert page.locator(".jp-Notebook .jp-Cell").count() > 10, f"{stem}: the page is empty"
         assert page.locator(".jp-OutputArea img").count() >= figures[stem] > 0, f"{stem}: figures missing"
     page.close()
+
+
+def test_a_parameter_out_of_range_stops_the_notebook_in_its_first_cells(tmp_path):
+    """Notebook 04 with S = NaN looped for ever in its pruning points; now its first code
+    cell names the parameter and what is allowed."""
+    notebook = next(path for path in NOTEBOOKS if path.name.startswith("04_"))
+    with pytest.raises(NotebookFailed) as failed:
+        execute(notebook, tmp_path / "ran.ipynb", {"PROFILE": "smoke", "S": float("nan"), "SEED": "abc"},
+                timeout=300)
+    assert "S = nan: must be a finite number >= -3" in str(failed.value)
+    assert failed.value.report.tries == 1
+
+
+def test_a_parameter_the_notebook_does_not_have_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="has no parameter DATASET"):
+        execute(NOTEBOOKS[0], tmp_path / "ran.ipynb", {"PROFILE": "smoke", "DATASET": "cifar10"}, timeout=60)

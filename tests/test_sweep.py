@@ -25,6 +25,14 @@ def test_a_grid_is_every_combination_with_the_fixed_parameters():
     assert len({run_name(r, ["X", "SEED"]) for r in runs}) == 6
 
 
+def test_a_run_is_named_by_every_parameter_it_gets():
+    smoke, quick = {"X": 1, "PROFILE": "smoke"}, {"X": 1, "PROFILE": "quick"}
+    assert run_name(smoke, ["X"]) != run_name(quick, ["X"]) and run_name(smoke, ["X"]).startswith("X=1-")
+    tags = [run_name({"TAG": tag}, ["TAG"]) for tag in ("a b", "a-b", "a/b")]
+    assert len(set(tags)) == 3 and all("/" not in tag for tag in tags)
+    assert len(run_name({"TAG": "x" * 5000}, ["TAG"])) < 100  # a file system takes 255 bytes at most
+
+
 @pytest.mark.parametrize("text, grid, expected", [
     ("SEED=0,1,2", True, ("SEED", [0, 1, 2])),
     ("TARGETS=[[0.3], [0.5, 0.7]]", True, ("TARGETS", [[0.3], [0.5, 0.7]])),
@@ -55,16 +63,50 @@ def test_a_sweep_collects_results_records_a_failure_and_resumes(tmp_path, capsys
     assert len(failed) == 3 and failed.error.str.contains("planted failure").all()
     assert (out / "plot.png").exists()
 
-    finished = out / "X=1_FAIL=false" / "sweep_probe.ipynb"
+    finished = next(out.glob("X=1_FAIL=false-*")) / "sweep_probe.ipynb"
     stamp = finished.stat().st_mtime_ns
     capsys.readouterr()
     assert main(failing) == 1  # resumes: the finished runs are skipped, the failed retried
     printed = capsys.readouterr().out
     assert printed.count("finished before, skipped") == 3 and printed.count("failed in") == 3
     assert finished.stat().st_mtime_ns == stamp  # never overwritten
-    record = json.loads((out / "X=2_FAIL=true" / "run.json").read_text())
+    record = json.loads(next(out.glob("X=2_FAIL=true-*/run.json")).read_text())
     assert record["status"] == "failed" and "planted failure" in record["error"]
     assert not list(out.glob("*.partial*"))
+
+
+def test_resuming_with_another_fixed_parameter_runs_again(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=shapes", "--out", str(out)]) == 0
+    assert "finished before" not in capsys.readouterr().out
+    assert sorted(pd.read_csv(out / "results.csv").PROFILE) == ["shapes", "smoke"]  # both rows kept
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--grid", "x=1,2"], "has no parameter x"),
+    (["--set", "PROFILE=fast"], "unknown profile 'fast'"),
+])
+def test_a_sweep_refuses_what_the_notebook_cannot_take(tmp_path, arguments, message, capsys):
+    with pytest.raises(SystemExit):
+        main([str(PROBE), "--out", str(tmp_path / "sweep"), *arguments])
+    assert message in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(tmp_path / "file")])
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_sweep_leaves_another_sweeps_partial_runs_alone(tmp_path):
+    out = tmp_path / "sweep"
+    other = out / "X=9-0123abcd.partial-othersweep-00000000"
+    other.mkdir(parents=True)
+    assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
+    assert other.exists()
 
 
 # ---------------------------------------------------------------- on a Dask cluster
