@@ -130,3 +130,15 @@ def test_run_course_refuses_what_runs_nothing(arguments, message, capsys, tmp_pa
     with pytest.raises(SystemExit):
         run_course.main([*arguments, "--out", str(tmp_path / "run")])
     assert message in capsys.readouterr().err
+
+
+def test_a_cache_of_part_of_a_split_is_not_served_once_the_whole_is_there(tmp_path, monkeypatch):
+    from course_utils import data
+
+    monkeypatch.setenv(storage.DATA_HOME_ENV, str(tmp_path))
+    images, labels, source = data._read("mnist", "test")  # the full local copy
+    cache = tmp_path / "cache" / "mnist-test.pt"
+    storage.checked_save({"images": images[:3000], "labels": labels[:3000], "source": "a partial copy"}, cache)
+    served = data._load_cached("mnist", "test")
+    assert len(served[1]) == 10_000 and served[2] == source
+    assert len(storage.checked_load(cache)["labels"]) == 10_000  # the cache now holds the whole split
