@@ -246,7 +246,8 @@ def collect(out: Path) -> pd.DataFrame:
         results = out / name / "results.json"
         headline = json.loads(results.read_text())["headline"] if results.exists() else {}
         rows.append({"run": name, "status": record["status"], "seconds": record["seconds"],
-                     "error": record.get("error"), **record["parameters"], **headline})
+                     "error": record.get("error"), "stalled": record.get("stalled"),
+                     **record["parameters"], **headline})
     table = pd.DataFrame(rows)
     partial = out / f".results-{uuid.uuid4().hex[:8]}.csv"
     table.to_csv(partial, index=False)
