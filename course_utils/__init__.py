@@ -16,6 +16,8 @@ One module per concern:
 - compression  magnitude pruning and k-means weight sharing (paper 02)
 - superclasses paper 01's merge algorithm
 - plots, widgets  shared figures and interactive controls
+- parameters   the checks of a notebook's parameters cell, one shared way
+- execution    headless runs that never wait forever (a cell timeout, a stalled kernel, one retry)
 - results, run_course, site, sweep  headline numbers, the main job, its pages to read, parameter sweeps
 
 Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
