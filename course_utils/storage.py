@@ -60,8 +60,8 @@ def digest(obj) -> str:
 
     def feed(value):
         if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            hasher.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            tensor = value.detach().cpu().reshape(-1)  # a 0-d tensor (num_batches_tracked) as one element
+            hasher.update(f"{value.dtype}{tuple(value.shape)}".encode())
             hasher.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
         elif isinstance(value, dict):
             for key in sorted(value, key=str):
