@@ -18,6 +18,7 @@ One module per concern:
 - plots, widgets  shared figures and interactive controls
 - parameters   the checks of a notebook's parameters cell, one shared way
 - execution    headless runs that never wait forever (a cell timeout, a stalled kernel, one retry)
+- saving       a pruned model saved as architecture, plans and weights, and rebuilt
 - results, run_course, site, sweep  headline numbers, the main job, its pages to read, parameter sweeps
 
 Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
