@@ -24,6 +24,7 @@ _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 STALE_SECONDS = 3_600  # a temporary file this old belongs to a writer that died
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, modification time, size) whose digest matched
 
 
 def data_home() -> Path:
@@ -87,14 +88,16 @@ def checked_load(path: Path, **load_arguments):
     `<name>.corrupt` and a message names it, so that the caller rebuilds it."""
     if not path.exists():
         return None
+    stamp = (str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
     try:
         stored = torch.load(path, weights_only=True, **load_arguments)
         problem = None if isinstance(stored, dict) and "sha256" in stored else "it has no checksum"
-        if problem is None and digest(stored["contents"]) != stored["sha256"]:
+        if problem is None and stamp not in _VERIFIED and digest(stored["contents"]) != stored["sha256"]:
             problem = "its contents do not match their checksum"
     except Exception as error:  # noqa: BLE001 (any unreadable file: truncated, random bytes, empty)
         problem = f"it cannot be read ({type(error).__name__})"
     if problem is None:
+        _VERIFIED.add(stamp)  # the same file again in this process: its digest is not recomputed
         return stored["contents"]
     aside = path.with_name(path.name + ".corrupt")
     os.replace(path, aside)

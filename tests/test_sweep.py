@@ -77,7 +77,10 @@ def test_a_sweep_collects_results_records_a_failure_and_resumes(tmp_path, capsys
 
 def test_resuming_with_another_fixed_parameter_runs_again(tmp_path, capsys):
     out = tmp_path / "sweep"
+    other = out / "X=9-0123abcd.partial-othersweep-00000000"  # another sweep's run in progress
+    other.mkdir(parents=True)
     assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
+    assert other.exists()  # left to its own sweep
     capsys.readouterr()
     assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=shapes", "--out", str(out)]) == 0
     assert "finished before" not in capsys.readouterr().out
@@ -99,14 +102,6 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(tmp_path / "file")])
     assert "is a file" in capsys.readouterr().err
-
-
-def test_a_sweep_leaves_another_sweeps_partial_runs_alone(tmp_path):
-    out = tmp_path / "sweep"
-    other = out / "X=9-0123abcd.partial-othersweep-00000000"
-    other.mkdir(parents=True)
-    assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
-    assert other.exists()
 
 
 # ---------------------------------------------------------------- on a Dask cluster
