@@ -188,14 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebook", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("-y", "--parameters", default="{}", help="parameters as a JSON object")
-    parser.add_argument("--timeout", type=float, help="seconds a cell may take (default: none)")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds a cell may take (default: the cell_timeout of the PROFILE parameter)")
     parser.add_argument("--report", type=Path, help="write the run's report here as JSON")
     args = parser.parse_args(argv)
+    parameters = json.loads(args.parameters)
     try:
-        report = execute(args.notebook, args.output, json.loads(args.parameters), args.timeout)
+        if args.timeout is None:  # never without a limit
+            from .profiles import get_profile
+
+            args.timeout = get_profile(str(parameters.get("PROFILE", "auto"))).cell_timeout
+        report = execute(args.notebook, args.output, parameters, args.timeout)
     except NotebookFailed as failed:
         report = failed.report
-    except ValueError as error:  # a parameter the notebook does not have
+    except ValueError as error:  # a parameter the notebook does not have, an unknown profile
         report = Report(0, 0.0, error=str(error))
     if args.report:
         args.report.write_text(json.dumps(asdict(report), indent=2))
