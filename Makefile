@@ -34,3 +34,4 @@ benchmark: setup
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/surgery_speed.py
 	$(BIN)/python benchmarks/oracles.py
+	$(BIN)/python benchmarks/latency.py --onnx

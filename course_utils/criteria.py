@@ -470,23 +470,43 @@ def check_ratio(ratio: float, name: str = "ratio") -> float:
     return ratio
 
 
-def lowest(scores: dict[str, torch.Tensor], share: float,
-           layers: list[str] | None = None) -> dict[str, list[int]]:
+def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | None = None,
+           round_to: int = 1, graph: ModelGraph | None = None) -> dict[str, list[int]]:
     """A plan removing a **share** of the filters in every scored layer (or only `layers`):
     the int(share x filters) with the lowest scores, keeping at least one filter per layer.
     On a model with residual groups, give it `group_scores` (one entry per group): surgery
-    refuses a plan that cuts two members of a group differently."""
+    refuses a plan that cuts two members of a group differently.
+
+    `round_to`: each layer keeps a multiple of that many filters, rounded up (Torch-Pruning's
+    option of that name: vector units and tensor cores like channel counts in multiples of 8).
+    `graph` (the model's `ModelGraph`): where a layer's channels pass through a grouped
+    convolution, each of its groups loses its own lowest, as many as the others (surgery
+    requires it); without a graph such a plan is refused there."""
     check_ratio(share, "share")
     check_layers(layers)
+    if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
+        raise ValueError(f"round_to is a whole number of channels, at least 1; got {round_to!r}")
     unknown = set(layers or []) - set(scores)
     if unknown:
         raise ValueError(f"no scores for {sorted(unknown)}; scored layers: {sorted(scores)}")
     plan = {}
     for name in layers or scores:
-        count = min(int(share * len(scores[name])), len(scores[name]) - 1)
-        if count:
-            plan[name] = scores[name].argsort()[:count].tolist()
+        values = scores[name]
+        blocks = graph.group_of(name).blocks if graph is not None else 1
+        kept = balanced_count(len(values), share, math.lcm(round_to, blocks))
+        if kept < len(values):
+            per_block = values.reshape(blocks, -1)
+            cut = per_block.argsort(dim=1)[:, :(len(values) - kept) // blocks]
+            offsets = torch.arange(blocks)[:, None] * per_block.shape[1]
+            plan[name] = sorted((cut + offsets).flatten().tolist())
     return plan
+
+
+def balanced_count(channels: int, share: float, unit: int = 1) -> int:
+    """The filters a layer keeps when `lowest` removes `share` of them: all but int(share x
+    channels), at least one, rounded up to a multiple of `unit` (and at most all)."""
+    kept = channels - min(int(share * channels), channels - 1)
+    return min(channels, math.ceil(kept / unit) * unit)
 
 
 def group_scores(model: nn.Module, scores: dict[str, torch.Tensor],

@@ -192,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a cell may take (default: the cell_timeout of the PROFILE parameter)")
     parser.add_argument("--report", type=Path, help="write the run's report here as JSON")
     args = parser.parse_args(argv)
-    parameters = json.loads(args.parameters)
+    try:
+        parameters = json.loads(args.parameters)
+    except json.JSONDecodeError as error:
+        parser.error(f"-y must be a JSON object such as '{{\"PROFILE\": \"smoke\"}}' ({error})")
+    if not isinstance(parameters, dict):
+        parser.error(f"-y must be a JSON object of parameter names and values, got {args.parameters!r}")
     try:
         if args.timeout is None:  # never without a limit
             from .profiles import get_profile

@@ -2,18 +2,19 @@
 
 FLOPs come from `torch.utils.flop_counter`, which counts a multiply-add as 2 FLOPs
 (many papers count it as 1: their "FLOPs" are our FLOPs / 2). Latency is measured,
-not estimated: warm-up runs, then the median of timed repeats.
+not estimated, with `torch.utils.benchmark.Timer`: warm-up runs, CUDA synchronised, a
+stated thread count, and the median with its interquartile range over timed blocks.
 """
 
 from __future__ import annotations
 
 import io
-import statistics
-import time
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -39,37 +40,53 @@ def size_on_disk(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Seconds of one forward pass: the median and interquartile range of timed blocks."""
+
+    median: float
+    iqr: float
+    batch_size: int
+    threads: int
+    device: str
+
+    def __str__(self) -> str:
+        return (f"{1e3 * self.median:.2f} ms (IQR {1e3 * self.iqr:.2f} ms) at batch {self.batch_size}, "
+                f"{self.threads} thread{'s' * (self.threads > 1)} on {self.device}")
+
+
 @torch.no_grad()
 def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
-                    repeats: int = 20, warmup: int = 5) -> float:
-    """Median seconds of a forward pass on a batch of `batch_size` copies of the input.
+                    threads: int | None = None, min_run_time: float = 0.2,
+                    warmup: int = 3) -> Latency:
+    """A forward pass on a batch of `batch_size` copies of the input, in eval mode, timed by
+    `torch.utils.benchmark.Timer.blocked_autorange` for at least `min_run_time` seconds on
+    `threads` CPU threads (all of torch's by default; the Timer's own default is one).
 
     The warm-up runs let the backend build its kernels and the allocator its buffers for
-    this shape; without them the first model measured at a new batch size looks slower."""
-    if batch_size < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"batch_size and repeats must be at least 1 and warmup at least 0, "
-                         f"got {batch_size}, {repeats}, {warmup}")
+    this shape; without them the first model measured at a new batch size looks slower.
+    The Timer synchronises CUDA around each block."""
+    threads = torch.get_num_threads() if threads is None else threads
+    if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
+        raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
+                         f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
     batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
     was_training = model.training
     model.eval()
-    synchronize = (torch.cuda.synchronize if batch.device.type == "cuda" else lambda: None)
-    times = []
-    for index in range(warmup + repeats):
-        synchronize()
-        start = time.perf_counter()
+    for _ in range(warmup):
         model(batch)
-        synchronize()
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
+    timer = benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
+    measured = timer.blocked_autorange(min_run_time=min_run_time)
     model.train(was_training)
-    return statistics.median(times)
+    return Latency(measured.median, measured.iqr, batch_size, threads, batch.device.type)
 
 
 def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
                   accuracy: dict[str, float] | None = None, latency: bool = True,
-                  repeats: int = 20) -> pd.DataFrame:
+                  min_run_time: float = 0.2) -> pd.DataFrame:
     """One row per model: accuracy (if given), parameters, MFLOPs, size and latency at batch
-    1 and 64. `models` maps a row name to (model, an example input of that model)."""
+    1 and 64 (median and interquartile range, and the threads they ran on). `models` maps a
+    row name to (model, an example input of that model)."""
     rows = {}
     for name, (model, example_input) in models.items():
         row = {}
@@ -79,9 +96,11 @@ def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
         row["MFLOPs"] = count_flops(model, example_input) / 1e6
         row["size MB"] = size_on_disk(model) / 1e6
         if latency:
-            row["latency b=1 ms"] = 1e3 * measure_latency(model, example_input, 1, repeats)
-            row["latency b=64 ms"] = 1e3 * measure_latency(model, example_input, 64,
-                                                           max(5, repeats // 2))
+            for batch_size in (1, 64):
+                measured = measure_latency(model, example_input, batch_size, min_run_time=min_run_time)
+                row[f"latency b={batch_size} ms"] = 1e3 * measured.median
+                row[f"IQR b={batch_size} ms"] = 1e3 * measured.iqr
+            row["threads"] = measured.threads
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

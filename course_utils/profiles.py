@@ -54,7 +54,7 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", train_size=4_000, baseline_train_size=8_000, test_size=1_000,
+    "smoke": Profile("smoke", train_size=1_000, baseline_train_size=8_000, test_size=500,
                      calibration_size=64, width=0.25, epochs=2, finetune_epochs=1,
                      batch_size=128, seeds=(0,),
                      baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 4), ("vgg16_gap", 4)),

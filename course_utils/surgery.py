@@ -2,9 +2,11 @@
 
 `ModelGraph(model, example_input)` traces the model with torch.fx and follows every
 convolution's output channels through the graph: through activations, pooling and
-dropout unchanged; into a BatchNorm, the next convolution's input channels, a depthwise
-convolution (which ties its input channels to its output channels), or, after a
-flatten, a Linear layer's columns; across `torch.cat` at an offset; across an
+dropout unchanged; into a BatchNorm, the next convolution's input channels, a grouped
+convolution with as many outputs as inputs (depthwise or not: it ties output channel i
+to input channel i, so a channel is removed from both, and each of its groups must lose
+as many channels as the others, or all of theirs), or, after a flatten, a Linear layer's
+columns; across `torch.cat` at an offset; across an
 elementwise add or multiply, which ties the channels of every producer feeding it
 into one *coupled group* (a residual connection); and through `permute`, `transpose`
 and `movedim` to a channels-last layout, where a Linear layer acts on the channel axis
@@ -23,6 +25,7 @@ and keeps every shape: same outputs, no saving.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import operator
@@ -106,12 +109,20 @@ class ChannelGroup:
     reason: str | None  # why not, when not prunable
     coupled: bool = False  # an add ties the outputs of several convs (a residual group)
     concatenated: bool = False  # its channels pass through a torch.cat (DenseNet, SqueezeNet)
+    # the `groups` of every grouped convolution the channels pass through (ResNeXt, RegNet):
+    # each splits them into that many equal blocks, which must lose the same number of channels
+    split_by: tuple[int, ...] = ()
+
+    @property
+    def blocks(self) -> int:
+        """The number of equal blocks a balanced plan cuts alike (1 if none)."""
+        return math.lcm(1, *self.split_by)
 
 
 @dataclass
 class _Consumer:
     module: str
-    kind: str  # "conv", "depthwise", "batchnorm", "layernorm", "linear" (after a flatten),
+    kind: str  # "conv", "grouped", "batchnorm", "layernorm", "linear" (after a flatten),
     #            "channels" (a Linear on the channel axis) or "scale" (a per-channel parameter)
     layout: Layout
     parameter: str | None = None  # for "scale": the parameter's name in `module`
@@ -235,6 +246,7 @@ class ModelGraph:
         self.consumers: list[_Consumer] = []
         self._conv_segment: dict[str, Segment] = {}
         self._concatenated: set[int] = set()  # channel sources seen entering a torch.cat
+        self._split: list[tuple[int, int]] = []  # (channel source, groups) of each grouped pass
         self._walk()
         self.groups = self._collect_groups()
         self._group_of_conv = {conv: group for group in self.groups for conv in group.convs}
@@ -342,15 +354,21 @@ class ModelGraph:
     def _conv_node(self, name, conv: nn.Conv2d, layout: Layout | None, reused: bool):
         if layout is not None and conv.groups == 1:
             self.consumers.append(_Consumer(name, "conv", layout))
-        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-        if depthwise and layout is not None and not reused:
-            self.consumers.append(_Consumer(name, "depthwise", layout))
+        depthwise = conv.groups == conv.in_channels == conv.out_channels
+        passes = conv.groups > 1 and conv.in_channels == conv.out_channels and layout is not None \
+            and not reused and (depthwise or len(layout.segments) == 1)
+        if passes:  # output channel i is made from input channel i's group: one channel
+            self.consumers.append(_Consumer(name, "grouped", layout))
             if len(layout.segments) == 1:
                 self._conv_segment[name] = layout.segments[0]
+                if not depthwise:
+                    self._split.append((layout.segments[0].source, conv.groups))
             return layout
         reason = None
         if conv.groups > 1:
-            reason = f"{name} is a grouped convolution"
+            reason = (f"{name} is a grouped convolution with {conv.in_channels} inputs and "
+                      f"{conv.out_channels} outputs" if conv.in_channels != conv.out_channels
+                      else f"{name} is a grouped convolution reading concatenated channels")
             if layout is not None:
                 self._forbid([layout], reason)
         if reused:
@@ -505,6 +523,9 @@ class ModelGraph:
                 order.append(root)
             members[root].append(name)
         concatenated = {self._find(source) for source in self._concatenated}
+        split_by = defaultdict(set)
+        for source, groups in self._split:
+            split_by[self._find(source)].add(groups)
         note = ("; transformer blocks (attention) are not handled: this surgery removes "
                 "convolutional filters" if _attention_inside(self.model) else "")
         groups = []
@@ -516,7 +537,8 @@ class ModelGraph:
                                        else None, not reasons,
                                        "; ".join(reasons) + note if reasons else None,
                                        coupled=len(producers) > 1,
-                                       concatenated=root in concatenated))
+                                       concatenated=root in concatenated,
+                                       split_by=tuple(sorted(split_by[root]))))
         return groups
 
     def group_of(self, conv: str) -> ChannelGroup:
@@ -586,6 +608,8 @@ class ModelGraph:
             if len(channels) >= group.channels:
                 raise SurgeryError(f"the plan removes every filter of {group.convs[0]}; keep at "
                                    f"least one (to drop a whole layer, change the model)")
+            for groups in group.split_by:
+                _check_balanced(group, sorted(channels), groups)
         return {index: sorted(channels) for index, channels in removed.items()}
 
     def positions(self, layout: Layout, removed: dict[int, list[int]]) -> list[int]:
@@ -608,6 +632,20 @@ class ModelGraph:
                                   prunable=g.prunable, residual=g.coupled,
                                   concatenated=g.concatenated, reason=g.reason or "")
                              for g in self.groups]).set_index("group")
+
+
+def _check_balanced(group: ChannelGroup, channels: list[int], groups: int) -> None:
+    """A grouped convolution keeps equal groups: each loses the same number of channels,
+    except groups that lose all of theirs (they disappear)."""
+    size = group.channels // groups
+    lost = Counter(channel // size for channel in channels)
+    partly = {lost[block] for block in range(groups) if lost[block] < size}
+    if len(partly) > 1:
+        raise SurgeryError(
+            f"{group.convs[0]}'s channels pass through a convolution of {groups} groups of {size}; "
+            f"the plan removes {sorted(partly)} channels from different groups, but every group must "
+            f"lose as many as the others (or all of its own). Plan it with criteria.lowest(scores, "
+            f"share, graph=ModelGraph(model, example_input)), which balances the groups")
 
 
 # ---------------------------------------------------------------- helpers of the walk
@@ -740,10 +778,8 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
     if consumer.kind == "conv":
         _shrink(module, ("weight",), 1, positions, module.in_channels)
         module.in_channels -= len(positions)
-    elif consumer.kind == "depthwise":
-        _shrink(module, ("weight", "bias"), 0, positions, module.out_channels)
-        module.in_channels = module.out_channels = module.groups = (
-            module.out_channels - len(positions))
+    elif consumer.kind == "grouped":
+        _shrink_grouped(module, positions)
     elif consumer.kind == "channels":
         _shrink(module, ("weight",), 1, positions, module.in_features)
         module.in_features -= len(positions)
@@ -763,6 +799,35 @@ def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int
         columns = [c * spatial + s for c in positions for s in range(spatial)]
         _shrink(module, ("weight",), 1, columns, module.in_features)
         module.in_features -= len(columns)
+
+
+def _shrink_grouped(conv: nn.Conv2d, positions: list[int]) -> None:
+    """Remove channels `positions` from the inputs and outputs of a grouped convolution with
+    as many outputs as inputs: output i's filter goes, and every remaining filter of i's
+    group loses its weights on input i (a group losing all its channels disappears)."""
+    size = conv.out_channels // conv.groups
+    drop = set(positions)
+    rows, columns = [], []  # per remaining output: its filter, and the inputs it keeps
+    for block in range(conv.groups):
+        kept = [j for j in range(size) if block * size + j not in drop]
+        rows += [block * size + j for j in kept]
+        columns += [kept] * len(kept)
+    groups = len(rows) // len(columns[0])
+    device = conv.weight.device
+    rows_index = torch.tensor(rows, device=device)
+    columns_index = torch.tensor(columns, device=device)
+
+    def sliced(weight):
+        chosen = weight.detach().index_select(0, rows_index)
+        return chosen.gather(1, columns_index[:, :, None, None].expand(-1, -1, *chosen.shape[2:]))
+
+    weight = nn.Parameter(sliced(conv.weight), requires_grad=conv.weight.requires_grad)
+    if conv.weight.grad is not None:
+        weight.grad = sliced(conv.weight.grad)
+    conv._parameters["weight"] = weight
+    _shrink(conv, ("bias",), 0, positions, conv.out_channels)
+    conv.in_channels = conv.out_channels = len(rows)
+    conv.groups = groups
 
 
 def _shrink(module: nn.Module, names, dim: int, drop: Sequence[int], size: int) -> None:
@@ -820,7 +885,7 @@ def mask_filters(model: nn.Module, example_input: torch.Tensor | None,
                 if module.bias is not None:
                     module.bias[channels] = 0
     for consumer in graph.consumers:
-        if consumer.kind in ("batchnorm", "depthwise"):
+        if consumer.kind in ("batchnorm", "grouped"):
             positions = graph.positions(consumer.layout, removed)
             module = graph.modules[consumer.module]
             for name in ("weight", "bias"):

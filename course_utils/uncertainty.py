@@ -4,8 +4,9 @@ An accuracy measured on n test images is a binomial proportion: `accuracy_interv
 gives its Wilson interval (sound near 0% and 100%, unlike the plain normal one). Two
 models scored on the *same* images are compared image by image (`paired_difference`):
 most images are right or wrong for both, so the difference is far surer than two
-overlapping intervals suggest. `tiers` groups a ranking into sets that these
-differences cannot tell apart.
+overlapping intervals suggest; runs over the same images are averaged per image first.
+`tiers` groups a ranking into sets that these differences cannot tell apart, and
+`family_confidence` widens each interval when many are read together.
 """
 
 from __future__ import annotations
@@ -65,17 +66,34 @@ class Difference:
 def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor,
                       confidence: float = 0.95) -> Difference:
     """Accuracy of a minus accuracy of b, both judged on the same images (booleans, one per
-    image): the normal interval of the mean of the per-image differences."""
-    if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or len(correct_a) < 2:
-        raise ValueError("need two equally long vectors of per-image outcomes (at least 2)")
+    image): the normal interval of the mean of the per-image differences.
+
+    Several runs judged on the same images (seeds, budgets) come as runs x images: each
+    image's difference is averaged over the runs first, so the interval counts each image
+    once. (Concatenating the runs would treat one image seen in k runs as k independent
+    images, and the interval would be up to sqrt(k) too narrow.)"""
+    if correct_a.shape != correct_b.shape or correct_a.ndim not in (1, 2) or correct_a.shape[-1] < 2:
+        raise ValueError("need two equally shaped tensors of per-image outcomes: images, or runs x "
+                         "images (at least 2 images)")
     for outcomes in (correct_a, correct_b):
         if not ((outcomes == 0) | (outcomes == 1)).all():
             raise ValueError("paired_difference takes right/wrong per image (booleans, or 0 and 1), "
                              "not predicted classes: pass predictions == labels")
     delta = correct_a.double() - correct_b.double()
+    if delta.ndim == 2:
+        delta = delta.mean(0)
     mean, spread = delta.mean().item(), delta.std().item() / math.sqrt(len(delta))
     half = _z(confidence) * spread
     return Difference(mean, mean - half, mean + half)
+
+
+def family_confidence(comparisons: int, confidence: float = 0.95) -> float:
+    """The confidence each of `comparisons` intervals needs so that all of them hold together
+    with `confidence` (Bonferroni): with 9 comparisons at 95% each, about one in three runs
+    would show a false difference somewhere; at 1 - 0.05 / 9 each, one in twenty."""
+    if comparisons < 1:
+        raise ValueError(f"comparisons must be at least 1, got {comparisons}")
+    return 1 - (1 - confidence) / comparisons
 
 
 def tiers(order: Sequence[str], differ: Callable[[str, str], bool]) -> list[int]:

@@ -72,3 +72,12 @@ def test_the_command_line_writes_its_report(tmp_path):
                            "--timeout", "30", "--report", str(tmp_path / "report.json")]) == 0
     assert json.loads((tmp_path / "report.json").read_text())["tries"] == 1
     assert nbformat.read(tmp_path / "ran.ipynb", 4).cells[-1].outputs[0].text == "smoke\n"
+
+
+@pytest.mark.parametrize("given", ["{PROFILE: smoke}", '["smoke"]'])
+def test_the_command_line_refuses_parameters_that_are_not_a_json_object(tmp_path, capsys, given):
+    notebook = notebook_file(tmp_path / "ok.ipynb", "print(PROFILE)")
+    with pytest.raises(SystemExit) as stopped:
+        execution.main([str(notebook), str(tmp_path / "ran.ipynb"), "-y", given])
+    assert stopped.value.code == 2 and "-y must be a JSON object" in capsys.readouterr().err
+    assert not (tmp_path / "ran.ipynb").exists()

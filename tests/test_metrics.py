@@ -1,3 +1,5 @@
+import time
+
 import torch
 from torch import nn
 
@@ -29,15 +31,34 @@ def test_size_on_disk_holds_every_float():
     assert 4 * count_parameters(model) <= size_on_disk(model) < 4 * count_parameters(model) + 4096
 
 
-def test_latency_is_measured_and_the_table_has_a_row_per_model():
+class Sleeper(nn.Module):
+    """A model whose forward pass takes a known time: 5 ms, plus 0.2 ms an image."""
+
+    def forward(self, x):
+        time.sleep(0.005 + 0.0002 * len(x))
+        return x
+
+
+def test_latency_measures_a_known_time_with_its_spread_threads_and_batch():
+    before = torch.get_num_threads()
+    measured = measure_latency(Sleeper(), torch.zeros(1, 3), batch_size=50, threads=1, min_run_time=0.1)
+    assert 0.015 <= measured.median < 0.02 and 0 <= measured.iqr < measured.median
+    assert (measured.batch_size, measured.threads, measured.device) == (50, 1, "cpu")
+    assert "at batch 50, 1 thread on cpu" in str(measured)
+    assert torch.get_num_threads() == before  # the Timer's thread count does not leak
+    assert measure_latency(Sleeper(), torch.zeros(1, 3), min_run_time=0.05).threads == before
+
+
+def test_latency_grows_with_the_work_and_the_table_has_a_row_per_model():
     x = torch.randn(1, 3, 16, 16)
     model = small_net().train()
-    assert 0 < measure_latency(model, x, batch_size=4, repeats=3) < 1
+    one, many = (measure_latency(model, x, batch_size=b, min_run_time=0.05) for b in (1, 64))
+    assert 0 < one.median < many.median < 1
     assert model.training  # restored
-    table = summary_table({"a": (small_net(), x), "b": (small_net(), x)}, {"a": 0.5}, repeats=3)
+    table = summary_table({"a": (small_net(), x), "b": (small_net(), x)}, {"a": 0.5}, min_run_time=0.05)
     assert list(table.index) == ["a", "b"] and table.loc["a", "accuracy %"] == 50
-    assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "latency b=64 ms"} <= set(
-        table.columns)
+    assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "IQR b=1 ms", "latency b=64 ms",
+            "IQR b=64 ms", "threads"} <= set(table.columns)
 
 
 def test_the_pareto_front_keeps_only_the_points_nothing_beats():

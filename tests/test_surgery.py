@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from course_utils.criteria import l1_norm, lowest
 from course_utils.metrics import count_flops, count_parameters
 from course_utils.models import build_model
 from course_utils.surgery import (ModelGraph, SurgeryError, mask_filters, remove_filters,
-                                  split_model, thin)
+                                  scored_convs, split_model, thin)
 
 ZOO = {
     "alexnet": (lambda: tvm.alexnet(weights=None, num_classes=10), (3, 64, 64)),
@@ -22,6 +23,7 @@ ZOO = {
     "densenet121": (lambda: tvm.densenet121(weights=None, num_classes=10), (3, 32, 32)),
     "squeezenet1_1": (lambda: tvm.squeezenet1_1(weights=None, num_classes=10), (3, 64, 64)),
     "mobilenet_v2": (lambda: tvm.mobilenet_v2(weights=None, num_classes=10), (3, 32, 32)),
+    "regnet_y_400mf": (lambda: tvm.regnet_y_400mf(weights=None, num_classes=10), (3, 32, 32)),
     "convnext_tiny": (lambda: tvm.convnext_tiny(weights=None, num_classes=10), (3, 32, 32)),
     "course_alexnet": (lambda: build_model("alexnet", 0.25, in_channels=1), (1, 28, 28)),
     "course_vgg16": (lambda: build_model("vgg16", 0.25), (3, 32, 32)),
@@ -43,10 +45,15 @@ def randomise_batch_norms(model):
 
 
 def random_plan(graph, fraction=0.3, seed=0):
+    """At least one channel of every prunable group, chosen at random (and as many from each
+    group of a grouped convolution)."""
     generator = torch.Generator().manual_seed(seed)
-    return {group.convs[0]: torch.randperm(group.channels, generator=generator)[
-        :max(1, int(fraction * group.channels))].tolist()
-        for group in graph.groups if group.prunable and group.channels > 1}
+    plan = {}
+    for group in graph.groups:
+        if group.prunable and group.channels > group.blocks:
+            scores = {group.convs[0]: torch.rand(group.channels, generator=generator)}
+            plan |= lowest(scores, max(fraction, group.blocks / group.channels), graph=graph)
+    return plan
 
 
 def independent_counts(model, x):
@@ -107,6 +114,9 @@ def test_counts_drop_and_equal_an_independent_count(pruned_case):
 def test_torch_pruning_agrees(pruned_case):
     torch_pruning = pytest.importorskip("torch_pruning")
     name, original, pruned, plan, x = pruned_case
+    if any(group.split_by for group in ModelGraph(original, x).groups):
+        pytest.skip("Torch-Pruning keeps a grouped convolution's outputs and slices its inputs by "
+                    "position within a group: compared on an aligned plan below")
     reference = copy.deepcopy(original)
     dependencies = torch_pruning.DependencyGraph().build_dependency(reference, example_inputs=x)
     modules = dict(reference.named_modules())
@@ -367,3 +377,65 @@ def test_convnext_prunes_its_residual_stream_when_its_layer_norms_may_be_sliced(
         assert torch.allclose(pruned(x), reference(x), atol=1e-5)
     nn.functional.cross_entropy(pruned(x), torch.tensor([1, 2])).backward()
     assert all(p.grad is not None and p.grad.shape == p.shape for p in pruned.parameters())
+
+
+# ---------------------------------------------------------------- grouped convolutions
+
+
+def grouped_net():
+    """conv -> BN -> a conv of 2 groups of 4 -> BN -> conv -> pool -> linear."""
+    return randomise_batch_norms(nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 6, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)))
+
+
+@pytest.mark.parametrize("removed, groups_left", [([1, 6], 2), ([0, 1, 2, 3], 1), ([0, 1, 2, 3, 5], 1)])
+def test_a_grouped_convolution_loses_its_input_and_output_channels_like_masking(removed, groups_left):
+    model, x = grouped_net(), torch.randn(2, 3, 8, 8)
+    assert ModelGraph(model, x).group_of("0").split_by == (2,)
+    masked = mask_filters(copy.deepcopy(model), x, {"0": removed})
+    remove_filters(model, x, {"0": removed})
+    assert model[3].groups == groups_left and model[3].in_channels == model[3].out_channels == 8 - len(removed)
+    assert model[3].weight.shape[1] == (8 - len(removed)) // groups_left
+    with torch.no_grad():
+        assert torch.allclose(model(x), masked(x), atol=1e-5)
+
+
+def test_a_plan_that_unbalances_a_grouped_convolution_is_refused_before_any_change():
+    model, x = grouped_net(), torch.randn(2, 3, 8, 8)
+    with pytest.raises(SurgeryError, match=r"2 groups of 4; the plan removes \[1, 2\].*graph=ModelGraph"):
+        remove_filters(model, x, {"0": [0, 4, 5]})
+    assert model[0].out_channels == 8 and model[3].groups == 2
+
+
+def test_lowest_balances_grouped_convolutions_and_rounds_to_a_multiple():
+    model, x = grouped_net(), torch.randn(2, 3, 8, 8)
+    graph = ModelGraph(model, x)
+    scores = {"0": torch.tensor([5., 0, 6, 7, 1, 2, 8, 9])}  # the two lowest both in group 2
+    assert lowest(scores, 0.25, graph=graph) == {"0": [1, 4]}  # the lowest of each group
+    assert lowest(scores, 0.25) == {"0": [1, 4]}  # (here the same by chance)
+    assert lowest({"0": torch.tensor([5., 6, 7, 8, 0, 1, 2, 9])}, 0.25, graph=graph) == {"0": [0, 4]}
+    vgg = build_model("vgg16", 0.25)
+    plan = lowest(l1_norm(vgg), 0.3, round_to=8)
+    for name, conv in scored_convs(vgg).items():
+        kept = conv.out_channels - len(plan.get(name, []))
+        assert kept % 8 == 0 and kept >= conv.out_channels * 0.7, (name, kept)
+    with pytest.raises(ValueError, match="round_to"):
+        lowest(scores, 0.25, round_to=0)
+
+
+def test_torch_pruning_agrees_on_a_grouped_convolution_when_every_group_loses_the_same_positions():
+    """Torch-Pruning 1.6 slices a grouped conv's inputs by their position within a group (one
+    choice for all groups) and keeps its outputs; given the same channels at the grouped
+    conv's outputs too, it must build our model."""
+    torch_pruning = pytest.importorskip("torch_pruning")
+    model, x = grouped_net(), torch.randn(2, 3, 8, 8)
+    ours = remove_filters(copy.deepcopy(model), x, {"0": [1, 5]})
+    reference = copy.deepcopy(model)
+    dependencies = torch_pruning.DependencyGraph().build_dependency(reference, example_inputs=x)
+    for conv in (reference[0], reference[3]):
+        dependencies.get_pruning_group(conv, torch_pruning.prune_conv_out_channels, [1, 5]).prune()
+    assert count_parameters(reference) == count_parameters(ours)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours(x), atol=1e-5)

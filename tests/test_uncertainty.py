@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from course_utils.uncertainty import (accuracy_interval, paired_difference, tiers,
+from course_utils.uncertainty import (accuracy_interval, family_confidence, paired_difference, tiers,
                                       wilson_interval, with_interval)
 
 
@@ -42,3 +42,35 @@ def test_a_paired_difference_is_surer_than_two_separate_intervals():
 def test_tiers_open_only_where_the_leader_is_clearly_better():
     gaps = {("a", "b"): False, ("a", "c"): True, ("c", "d"): False, ("c", "e"): True}
     assert tiers("abcde", lambda x, y: gaps[x, y]) == [1, 1, 2, 2, 3]
+
+
+def test_repeating_a_run_on_the_same_images_does_not_narrow_the_interval():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(2_000, generator=generator) < 0.70
+    b = torch.rand(2_000, generator=generator) < 0.68
+    once = paired_difference(a, b)
+    repeated = paired_difference(a.repeat(9, 1), b.repeat(9, 1))  # 9 runs, the same outcomes
+    assert repeated.mean == pytest.approx(once.mean)
+    assert repeated.high - repeated.low == pytest.approx(once.high - once.low)
+    concatenated = paired_difference(a.repeat(9), b.repeat(9))  # the old pooling: 18,000 "images"
+    assert (concatenated.high - concatenated.low) < (once.high - once.low) / 2.9
+
+
+def test_independent_runs_on_the_same_images_narrow_the_interval_only_by_what_they_vary():
+    generator = torch.Generator().manual_seed(1)
+    hard = torch.rand(1_000, generator=generator) < 0.3  # images every run gets wrong
+    runs_a = (torch.rand(4, 1_000, generator=generator) < 0.9) & ~hard
+    runs_b = (torch.rand(4, 1_000, generator=generator) < 0.85) & ~hard
+    pooled = paired_difference(runs_a, runs_b)
+    single = paired_difference(runs_a[0], runs_b[0])
+    assert pooled.high - pooled.low < single.high - single.low  # seed noise averages out...
+    assert abs(pooled.mean - (runs_a.double().mean() - runs_b.double().mean()).item()) < 1e-12
+
+
+def test_family_confidence_widens_each_of_many_intervals():
+    assert family_confidence(1) == 0.95 and family_confidence(9) == pytest.approx(1 - 0.05 / 9)
+    a = torch.tensor([1, 0] * 500 + [1] * 10).bool()
+    b = torch.tensor([1, 0] * 500 + [0] * 10).bool()
+    assert paired_difference(a, b).clear and not paired_difference(a, b, family_confidence(10 ** 6)).clear
+    with pytest.raises(ValueError):
+        family_confidence(0)

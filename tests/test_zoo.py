@@ -2,9 +2,10 @@
 
 Every model of `torchvision.models.list_models` with at most 100M parameters (torchvision's
 own count), random weights, one small input it accepts: remove 30% of every prunable
-group's channels, and compare the outputs with `mask_filters` on the same plan. Every model
-must either match, or be refused with a SurgeryError whose reason says why; nothing else
-may happen.
+group's channels (at random, as many from each group of a grouped convolution), and
+compare the outputs with `mask_filters` on the same plan. Every model must either match,
+or be refused with a SurgeryError whose reason says why; nothing else may happen. The
+families named in MUST_MATCH must match (grouped convolutions included).
 """
 
 import copy
@@ -13,6 +14,7 @@ import pytest
 import torch
 import torchvision
 
+from course_utils.criteria import lowest
 from course_utils.metrics import count_parameters
 from course_utils.surgery import ModelGraph, SurgeryError, mask_filters, remove_filters
 
@@ -20,6 +22,8 @@ INPUT_SIZE = {"alexnet": 64, "inception_v3": 96, "maxvit_t": 224, "vit_b_16": 22
 MODELS = [name for name in torchvision.models.list_models(module=torchvision.models)
           if torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"] <= 100e6]
 REFUSED_AS_TRANSFORMERS = ("vit_", "swin_")
+MUST_MATCH = ("resnet", "resnext", "wide_resnet", "regnet", "mobilenet", "efficientnet", "mnasnet",
+              "convnext", "densenet", "squeezenet", "alexnet", "googlenet")
 
 
 def prune_like_masking(name: str):
@@ -30,9 +34,9 @@ def prune_like_masking(name: str):
     x = torch.randn(1, 3, size, size)
     graph = ModelGraph(model, x)
     generator = torch.Generator().manual_seed(0)
-    plan = {group.convs[0]: torch.randperm(group.channels, generator=generator)[
-        :int(0.3 * group.channels)].tolist() for group in graph.groups
-        if group.prunable and int(0.3 * group.channels)}
+    scores = {group.convs[0]: torch.rand(group.channels, generator=generator)
+              for group in graph.groups if group.prunable}
+    plan = lowest(scores, 0.3, graph=graph) if scores else {}
     if not plan:
         return "refused", {group.reason for group in graph.groups}
     masked = mask_filters(copy.deepcopy(model), x, plan)
@@ -53,8 +57,9 @@ def test_every_zoo_model_matches_masking_or_is_refused_with_a_reason(name):
     try:
         outcome, *details = prune_like_masking(name)
     except SurgeryError as error:  # refused as a whole, saying why
-        assert str(error)
+        assert str(error) and not name.startswith(MUST_MATCH), str(error)
         return
+    assert outcome == "matched" or not name.startswith(MUST_MATCH), details
     if outcome == "refused":
         (reasons,) = details
         assert all(reasons), "every refused group says why"

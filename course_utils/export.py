@@ -1,0 +1,96 @@
+"""A pruned model outside PyTorch: exported to ONNX and run by onnxruntime.
+
+    path = export_onnx(model, example_input, "vgg16-pruned.onnx")
+    session = onnx_session(path, threads=2)
+    onnx_difference(model, session, example_input)       # largest |ONNX - PyTorch|
+    onnx_latency(session, example_input, batch_size=64)  # a metrics.Latency
+
+The export traces the model with `torch.export` (torch.onnx's dynamo exporter) with the
+batch dimension left free, so one file serves batch 1 and batch 64. A pruned model is an
+ordinary model of smaller layers: nothing of the surgery is needed to run it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from .metrics import Latency
+
+INPUT, OUTPUT = "images", "logits"
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path) -> Path:
+    """Write `model` (in eval mode, on the CPU) as ONNX to `path`, through a temporary file
+    and a rename; the exporter's progress lines are kept quiet unless it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    example = example_input[:1].cpu()
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), torch.no_grad():
+            exported = torch.onnx.export(
+                model.cpu(), (example,), input_names=[INPUT], output_names=[OUTPUT],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},), dynamo=True)
+            exported.save(temporary)
+        os.replace(temporary, path)
+    except Exception as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise RuntimeError(f"exporting {type(model).__name__} to {path} failed: {error}\n"
+                           f"{chatter.getvalue()[-2000:]}") from error
+    return path
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime session on the CPU with `threads` intra-op threads (torch's count by default)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _batch(example_input: torch.Tensor, batch_size: int):
+    return example_input[:1].cpu().expand(batch_size, *example_input.shape[1:]).contiguous().numpy()
+
+
+@torch.no_grad()
+def onnx_difference(model: nn.Module, session, example_input: torch.Tensor,
+                    batch_sizes=(1, 7)) -> float:
+    """The largest absolute difference between ONNX's and PyTorch's logits, over random inputs
+    shaped like `example_input` at each batch size."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for batch_size in batch_sizes:
+        x = torch.randn(batch_size, *example_input.shape[1:], generator=generator)
+        got = torch.from_numpy(session.run([OUTPUT], {INPUT: x.numpy()})[0])
+        worst = max(worst, (got - model(x.to(device)).float().cpu()).abs().max().item())
+    return worst
+
+
+def onnx_latency(session, example_input: torch.Tensor, batch_size: int = 1,
+                 min_run_time: float = 0.2, warmup: int = 3) -> Latency:
+    """Like `metrics.measure_latency`, for an onnxruntime session (its own thread count)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    feed = {INPUT: _batch(example_input, batch_size)}
+    for _ in range(warmup):
+        session.run([OUTPUT], feed)
+    timer = benchmark.Timer("session.run(names, feed)",
+                            globals=dict(session=session, names=[OUTPUT], feed=feed))
+    measured = timer.blocked_autorange(min_run_time=min_run_time)
+    threads = session.get_session_options().intra_op_num_threads
+    return Latency(measured.median, measured.iqr, batch_size, threads, "cpu (onnxruntime)")
