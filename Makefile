@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
 export COURSE_DATA_DIRS ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: course test setup lab benchmark clean-runs
+.PHONY: course test setup lab benchmark clean-runs gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,6 @@ benchmark: setup
 	$(BIN)/python benchmarks/surgery_speed.py
 	$(BIN)/python benchmarks/oracles.py
 	$(BIN)/python benchmarks/latency.py --onnx
+
+gpu-check: setup
+	$(BIN)/python -m course_utils.gpu_check

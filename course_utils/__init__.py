@@ -19,7 +19,9 @@ One module per concern:
 - parameters   the checks of a notebook's parameters cell, one shared way
 - execution    headless runs that never wait forever (a cell timeout, a stalled kernel, one retry)
 - saving       a pruned model saved as architecture, plans and weights, and rebuilt
+- export       a pruned model written as ONNX and run, timed and compared under onnxruntime
 - results, run_course, site, sweep  headline numbers, the main job, its pages to read, parameter sweeps
+- gpu_check    `make gpu-check`: the shapes runs and one paper epoch per baseline, timed on a CUDA GPU
 
 Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
 `finetune`, `fit`, `thinet_prune`, `reduce_iteratively`, `reestimate_batch_norm`) work

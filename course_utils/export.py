@@ -13,6 +13,7 @@ ordinary model of smaller layers: nothing of the surgery is needed to run it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import tempfile
@@ -32,15 +33,16 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path)
     and a rename; the exporter's progress lines are kept quiet unless it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    example = example_input[:1].cpu()
+    model = copy.deepcopy(model).cpu().eval()  # the caller's model stays where it is
+    # two images: an example of batch 1 would make torch.export specialise the batch to 1
+    example = example_input[:1].cpu().expand(2, *example_input.shape[1:]).contiguous()
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), torch.no_grad():
             exported = torch.onnx.export(
-                model.cpu(), (example,), input_names=[INPUT], output_names=[OUTPUT],
+                model, (example,), input_names=[INPUT], output_names=[OUTPUT],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},), dynamo=True)
             exported.save(temporary)
         os.replace(temporary, path)

@@ -3,18 +3,23 @@
 FLOPs come from `torch.utils.flop_counter`, which counts a multiply-add as 2 FLOPs
 (many papers count it as 1: their "FLOPs" are our FLOPs / 2). Latency is measured,
 not estimated, with `torch.utils.benchmark.Timer`: warm-up runs, CUDA synchronised, a
-stated thread count, and the median with its interquartile range over timed blocks.
+stated thread count, and the median with its interquartile range over timed blocks;
+`operator_times` says where that time goes (`torch.profiler`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils import benchmark
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -111,3 +116,39 @@ def non_dominated(cost, value) -> list[bool]:
     points = list(zip(cost, value))
     return [not any(c <= c0 and v >= v0 and (c < c0 or v > v0) for c, v in points)
             for c0, v0 in points]
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what C++ libraries write straight to file descriptor 2 (the profiler's
+    libkineto announces every start and stop there, and a missing GPU as an error)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@torch.no_grad()
+def operator_times(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
+                   repeats: int = 3) -> pd.Series:
+    """Milliseconds per forward pass spent in each operator (its own time, children excluded),
+    from `torch.profiler` over `repeats` passes after a warm-up one, in eval mode; on CUDA,
+    the time on the device."""
+    batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
+    cuda = batch.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    was_training = model.training
+    model.eval()
+    model(batch)
+    with _quiet_native_stderr(), profile(activities=activities) as recorded:
+        for _ in range(repeats):
+            model(batch)
+    model.train(was_training)
+    field = "self_device_time_total" if cuda else "self_cpu_time_total"
+    times = pd.Series({event.key: getattr(event, field) / 1e3 / repeats for event in recorded.key_averages()})
+    return times[times > 0].sort_values(ascending=False)

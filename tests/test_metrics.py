@@ -3,7 +3,7 @@ import time
 import torch
 from torch import nn
 
-from course_utils.metrics import (count_flops, count_parameters, measure_latency, non_dominated,
+from course_utils.metrics import (count_flops, count_parameters, measure_latency, non_dominated, operator_times,
                                   size_on_disk, summary_table)
 
 
@@ -66,3 +66,12 @@ def test_the_pareto_front_keeps_only_the_points_nothing_beats():
     value = [0.5, 0.7, 0.6, 0.7, 0.9, 0.9]
     # (2, 0.6) loses to (2, 0.7); (3, 0.7) to (2, 0.7); the two equal (4, 0.9) both stay
     assert non_dominated(cost, value) == [True, True, False, False, True, True]
+
+
+def test_operator_times_find_the_convolutions_and_say_nothing_on_stderr(capfd):
+    model, x = small_net(), torch.randn(1, 3, 16, 16)
+    times = operator_times(model, x, batch_size=8)
+    assert (times > 0).all() and any("conv" in name for name in times.index[:3])
+    assert times.is_monotonic_decreasing
+    captured = capfd.readouterr()
+    assert "profiler_start" not in captured.err and "profiler_start" not in captured.out

@@ -1,6 +1,5 @@
 """A pruned model saved as architecture + plans + weights, rebuilt by the same surgery."""
 
-import copy
 import os
 
 import pytest
