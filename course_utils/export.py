@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from .metrics import Latency
+from .metrics import Latency, repeated
 
 INPUT, OUTPUT = "images", "logits"
 
@@ -35,7 +35,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).cpu().eval()  # the caller's model stays where it is
     # two images: an example of batch 1 would make torch.export specialise the batch to 1
-    example = example_input[:1].cpu().expand(2, *example_input.shape[1:]).contiguous()
+    example = repeated(example_input.cpu(), 2)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     chatter = io.StringIO()
@@ -63,10 +63,6 @@ def onnx_session(path: str | Path, threads: int | None = None):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _batch(example_input: torch.Tensor, batch_size: int):
-    return example_input[:1].cpu().expand(batch_size, *example_input.shape[1:]).contiguous().numpy()
-
-
 @torch.no_grad()
 def onnx_difference(model: nn.Module, session, example_input: torch.Tensor,
                     batch_sizes=(1, 7)) -> float:
@@ -88,7 +84,7 @@ def onnx_latency(session, example_input: torch.Tensor, batch_size: int = 1,
     """Like `metrics.measure_latency`, for an onnxruntime session (its own thread count)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    feed = {INPUT: _batch(example_input, batch_size)}
+    feed = {INPUT: repeated(example_input.cpu(), batch_size).numpy()}
     for _ in range(warmup):
         session.run([OUTPUT], feed)
     timer = benchmark.Timer("session.run(names, feed)",

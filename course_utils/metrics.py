@@ -45,6 +45,11 @@ def size_on_disk(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
+def repeated(example_input: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A batch of `batch_size` copies of the first image: what every timing here runs on."""
+    return example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
+
+
 @dataclass(frozen=True)
 class Latency:
     """Seconds of one forward pass: the median and interquartile range of timed blocks."""
@@ -75,7 +80,7 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: i
     if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
         raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
                          f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
-    batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
+    batch = repeated(example_input, batch_size)
     was_training = model.training
     model.eval()
     for _ in range(warmup):
@@ -139,7 +144,7 @@ def operator_times(model: nn.Module, example_input: torch.Tensor, batch_size: in
     """Milliseconds per forward pass spent in each operator (its own time, children excluded),
     from `torch.profiler` over `repeats` passes after a warm-up one, in eval mode; on CUDA,
     the time on the device."""
-    batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
+    batch = repeated(example_input, batch_size)
     cuda = batch.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     was_training = model.training
