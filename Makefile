@@ -24,8 +24,12 @@ setup: $(VENV)/.installed
 course: setup
 	$(BIN)/python -m course_utils.run_course $(if $(PROFILE),--profile $(PROFILE),)
 
+# Two workers: the notebooks' runs are most of the suite's time, and two of them side by side
+# (one thread each) finish sooner than one after the other on two threads.
+TEST_WORKERS ?= 2
+
 test: setup
-	COURSE_PROFILE=smoke $(BIN)/python -m pytest
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

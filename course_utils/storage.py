@@ -7,15 +7,22 @@ previous file whole (and a temporary file a killed writer left behind is removed
 next write, once it is an hour old). `checked_save` also stores a SHA-256 digest of the
 contents; `checked_load` recomputes it, and moves a file that is unreadable or whose
 digest differs aside (to `<name>.corrupt`), saying which file, so that it is rebuilt.
+`exclusive(path)` lets one process build a file while others that want it wait, then load it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import time
 from pathlib import Path
+
+try:
+    import fcntl  # POSIX; elsewhere two processes may both build the same file (each write stays atomic)
+except ImportError:
+    fcntl = None
 
 import torch
 
@@ -53,6 +60,18 @@ def atomic_save(obj, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """Holds an exclusive lock on `<path>.lock` (waiting for it): two processes that would
+    train the same checkpoint (a sweep's workers, parallel tests) train it once, the second
+    loading what the first saved. The lock goes with the process, even a killed one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def digest(obj) -> str:

@@ -26,7 +26,7 @@ from .data import CROP_PADDING, ImageData, load_dataset
 from .device import autocast, autocast_dtype
 from .models import build_model
 from .profiles import Profile
-from .storage import checked_load, checked_save, data_home
+from .storage import checked_load, checked_save, data_home, exclusive
 
 SCHEDULES = ("triangle", "onecycle", "cosine", "constant")
 CHECKPOINT_FORMAT = 2  # bump when the training recipe changes, so old checkpoints are not reused
@@ -229,17 +229,18 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
     config = json.loads(json.dumps(config))  # plain JSON types, as they will be stored
     path = checkpoint_path(config, directory)
     model = build()
-    stored = checked_load(path, map_location="cpu")
-    if stored is not None:
-        if stored.get("config") != config:
-            raise CheckpointMismatch(
-                f"{path} holds a different configuration ({stored.get('config')}) from the one "
-                f"asked for ({config}); move that file away to train this one")
-        model.load_state_dict(stored["state_dict"])
-        return model, stored["record"], True
-    record = train(model)
-    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    checked_save({"config": config, "state_dict": state, "record": record}, path)
+    with exclusive(path):  # another process training this one: wait for it, then load
+        stored = checked_load(path, map_location="cpu")
+        if stored is not None:
+            if stored.get("config") != config:
+                raise CheckpointMismatch(
+                    f"{path} holds a different configuration ({stored.get('config')}) from the one "
+                    f"asked for ({config}); move that file away to train this one")
+            model.load_state_dict(stored["state_dict"])
+            return model, stored["record"], True
+        record = train(model)
+        state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+        checked_save({"config": config, "state_dict": state, "record": record}, path)
     return model, record, False
 
 

@@ -3,6 +3,7 @@
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -106,6 +107,21 @@ def test_a_damaged_checkpoint_is_named_moved_aside_and_retrained(tmp_path, damag
     assert not loaded and train.calls == 1 and str(path) in printed and "moved aside" in printed
     assert path.with_name(path.name + ".corrupt").exists() and torch.isfinite(model[0].weight).all()
     assert cached_training(config, tiny_model, train, tmp_path)[2]  # the rebuilt file loads
+
+
+def test_two_runs_wanting_one_checkpoint_train_it_once(tmp_path):
+    """A sweep's workers or parallel tests asking for the same baseline: one trains, the other waits and loads."""
+    config, calls = dict(model="tiny", lr=0.2), []
+
+    def slow_train(model):
+        calls.append(1)
+        time.sleep(0.5)
+        return {"calls": len(calls)}
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: cached_training(config, tiny_model, slow_train, tmp_path), range(2)))
+    assert len(calls) == 1 and sorted(loaded for *_, loaded in runs) == [False, True]
+    assert torch.equal(runs[0][0][0].weight, runs[1][0][0].weight)
 
 
 def test_a_killed_writers_temporary_file_is_cleaned_up(tmp_path):

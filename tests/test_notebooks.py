@@ -27,11 +27,18 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 
 
+def runs_of(notebooks: list[Path], profile: str) -> list:
+    """The notebooks as test parameters, each tied to its run in `profile`: under pytest-xdist
+    (`make test`, --dist loadgroup) every test that reads one run goes to the worker that makes it."""
+    return [pytest.param(path, id=path.stem, marks=pytest.mark.xdist_group(f"{path.stem}-{profile}"))
+            for path in notebooks]
+
+
 def test_there_are_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name == "00_foundations.ipynb"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", runs_of(NOTEBOOKS, "smoke"))
 def test_notebook_runs_in_the_smoke_profile(notebook, executed):
     record = json.loads(executed(notebook, "smoke").results.read_text())
     assert record["notebook"] == notebook.stem and record["profile"] == "smoke"
@@ -52,7 +59,7 @@ def comparable(outputs) -> list:
     return kept
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", runs_of(NOTEBOOKS, "smoke"))
 def test_checked_outputs_match_the_stored_ones(notebook, executed):
     ran = {cell.id: cell for cell in nbformat.read(executed(notebook, "smoke").path, 4).cells}
     stored = [c for c in nbformat.read(notebook, 4).cells
@@ -63,7 +70,7 @@ def test_checked_outputs_match_the_stored_ones(notebook, executed):
             f"store the new one with tools/store_notebook.py")
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", runs_of(NOTEBOOKS, "shapes"))
 def test_notebook_runs_at_the_papers_widths(notebook, executed):
     record = json.loads(executed(notebook, "shapes").results.read_text())
     assert record["profile"] == "shapes" and record["headline"]
@@ -142,7 +149,7 @@ def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):
 WIDGET_NOTEBOOKS = [path for path in NOTEBOOKS if has_widgets(nbformat.read(path, 4))]
 
 
-@pytest.mark.parametrize("notebook", WIDGET_NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", runs_of(WIDGET_NOTEBOOKS, "smoke"))
 def test_every_widget_responds_in_jupyterlab(notebook, browser, executed):
     seen = executed(notebook, "smoke").lab
     assert seen is not None and seen.interactions, f"{notebook.name}: no widget control was found in JupyterLab"
