@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
 export COURSE_DATA_DIRS ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: course test setup lab benchmark clean-runs gpu-check
+.PHONY: course test setup lab student site benchmark clean-runs gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ test: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+# site/: the reference run kept in notebooks/results/quick/ as pages, read with no kernel
+site: setup
+	$(BIN)/python -m course_utils.site
+
+# the student edition in student/: no solutions, every implement-it task a stub (tools/make_student.py)
+student: setup
+	$(BIN)/python tools/make_student.py --out student
 
 benchmark: setup
 	$(BIN)/python benchmarks/data_pipeline.py

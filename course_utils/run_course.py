@@ -10,7 +10,9 @@ others still run; the exit status says whether all succeeded.
 
 A successful run of the `quick` or `paper` profile also records each notebook's results,
 with its wall time, in notebooks/results/<profile>/<notebook>.json: the numbers a
-notebook's introduction may quote (tests/test_prose_numbers.py holds it to them).
+notebook's introduction may quote (tests/test_prose_numbers.py holds it to them); and its
+executed copy beside them (<notebook>.ipynb, without widget state or progress bars), the
+reference run any notebook viewer shows and `make site` turns into pages.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+
 from .execution import NotebookFailed, execute
 from .profiles import get_profile
 from .results import load_results
@@ -32,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 RECORDED = NOTEBOOKS / "results"  # results/<profile>/<notebook>.json, kept in git
 RECORDED_PROFILES = ("quick", "paper")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def course_notebooks() -> list[Path]:
@@ -86,7 +91,28 @@ def record_results(out: Path, run: dict, recorded: Path = RECORDED) -> Path | No
     path = recorded / record["profile"] / results.name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
+    executed = out / f"{run['notebook']}.ipynb"
+    if executed.exists():
+        nbformat.write(reference_copy(nbformat.read(executed, 4)), path.with_suffix(".ipynb"))
     return path
+
+
+def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An executed notebook as the repo keeps it for reading: its figures, tables and printed
+    results, without the widget state (a viewer cannot run it) or the progress bars (stderr)."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.name == "stderr":
+                continue
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+            if output.output_type != "display_data" or output.get("data"):
+                kept.append(output)
+        cell.outputs = kept
+    return notebook
 
 
 def _table_cell(value) -> str:

@@ -1,20 +1,38 @@
 """A course run as pages to read: `<run>/site/index.html` and one page per executed notebook.
 
-The pages open from disk, with no server and no kernel: nbconvert's HTML (figures embedded
-as images, widgets shown through the static figure each notebook draws after them) and a
-small index with the course map and the run's summary table.
+The pages open from disk, with no server, no kernel and no network: nbconvert's HTML
+(figures embedded as images, widgets shown through the static figure each notebook draws
+after them), its equations typeset by a copy of MathJax 2 in `site/mathjax/` (from the
+jupyter-server-mathjax package; nbconvert's default loads MathJax from a CDN, so offline
+a page showed raw TeX), and a small index with the course map and the run's summary table.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import mistune
 import nbformat
 
 SITE = "site"
+MATHJAX = "mathjax"  # site/mathjax/: MathJax 2 with TeX input and HTML-CSS output, about 2.5 MB
+MATHJAX_URL = f"{MATHJAX}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+# what the pages never load (accessibility maps, SVG output, translations): 6 of MathJax's 9.6 MB
+_MATHJAX_UNUSED = ("a11y", "SVG", "localization", "LICENSE")
+
+
+def copy_mathjax(site: Path) -> None:
+    """MathJax's files into site/mathjax/, once."""
+    import jupyter_server_mathjax
+
+    target = site / MATHJAX
+    if not (target / "MathJax.js").exists():
+        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", target, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(*_MATHJAX_UNUSED))
 
 
 def notebook_title(notebook: nbformat.NotebookNode) -> str:
@@ -25,20 +43,24 @@ def notebook_title(notebook: nbformat.NotebookNode) -> str:
     return ""
 
 
-def build_site(run: Path) -> Path:
-    """Write run/site/: a page per executed notebook of `run` (a `run_course` output
-    folder) and index.html linking them, with the run's summary.md. Returns the index."""
+def build_site(run: Path, site: Path | None = None) -> Path:
+    """Write `site` (by default run/site/): a page per executed notebook of `run` (a
+    `run_course` output folder, or the reference run in notebooks/results/quick/) and
+    index.html linking them, with the run's summary.md when it has one. Returns the index."""
     from nbconvert import HTMLExporter
 
-    site = run / SITE
-    site.mkdir(exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")
+    site = site or run / SITE
+    site.mkdir(parents=True, exist_ok=True)
+    copy_mathjax(site)
+    exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
     statuses = {r["notebook"]: r for r in json.loads((run / "runs.json").read_text())} \
-        if (run / "runs.json").exists() else {}
+        if (run / "runs.json").exists() else _recorded_statuses(run)
     rows = []
     for path in sorted(run.glob("[0-9][0-9]_*.ipynb")):
         notebook = nbformat.read(path, 4)
+        notebook.metadata.pop("widgets", None)  # live widget state would load their JavaScript from a CDN
         body, _ = exporter.from_notebook_node(notebook)
+        body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")  # no page needs it
         (site / f"{path.stem}.html").write_text(body, encoding="utf-8")
         status = statuses.get(path.stem, {})
         rows.append(f"<tr><td><a href='{path.stem}.html'>{html.escape(path.stem)}</a></td>"
@@ -64,3 +86,35 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 </body></html>
 """, encoding="utf-8")
     return index
+
+
+def _recorded_statuses(run: Path) -> dict:
+    """Status and wall time of each notebook of a recorded run, from its results files."""
+    statuses = {}
+    for path in run.glob("[0-9][0-9]_*.json"):
+        record = json.loads(path.read_text())
+        statuses[path.stem] = dict(status=f"recorded {record.get('recorded', '')}".strip(),
+                                   seconds=record.get("seconds", 0))
+    return statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    root = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(description="The pages of a run, to read with no kernel (make site).")
+    parser.add_argument("run", nargs="?", type=Path, default=root / "notebooks" / "results" / "quick",
+                        help="a run folder (default: the reference run kept in the repo)")
+    parser.add_argument("--out", type=Path, default=root / SITE, help="where the pages go (default: site/)")
+    arguments = parser.parse_args(argv)
+    if not any(arguments.run.glob("[0-9][0-9]_*.ipynb")):
+        print(f"no executed notebooks in {arguments.run}: record a run first (make course on a CPU records "
+              f"the quick profile there), or name a run folder under runs/", file=sys.stderr)
+        return 1
+    index = build_site(arguments.run, arguments.out)
+    print(f"open {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,8 @@ from browser_lab import INSTALL_HINT, SCREENSHOTS_ENV, Interaction, Lab, LabRun,
 
 collect_ignore = ["fixtures"]  # helper notebooks that other tests run
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # make_student, for the tests
+
 # Notebook kernels are started as "python": make that this environment's Python.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
@@ -63,7 +65,7 @@ def _execution(folder: Path, name: str, outcome: dict) -> Execution:
 
 @pytest.fixture(scope="session")
 def executed(tmp_path_factory, request):
-    """executed(notebook, profile): the notebook run once this session in a fresh kernel (the
+    """executed(notebook, profile, in_browser=True): the notebook run once this session in a fresh kernel (the
     same run for every test that asks, in whichever pytest-xdist worker: the first to ask
     runs it while the others wait, then read its outcome file); fails the asking test if the
     run failed.
@@ -92,10 +94,10 @@ def executed(tmp_path_factory, request):
         nbformat.write(shown, copy)
         return lab_started().run(copy.relative_to(root).as_posix())
 
-    def execute_once(notebook: Path, profile: str, folder: Path) -> Execution:
+    def execute_once(notebook: Path, profile: str, folder: Path, in_browser: bool) -> Execution:
         copy, results = folder / notebook.name, folder / "results.json"
         parameters = {"PROFILE": profile, "RESULTS_FILE": str(results)}
-        browser = profile == "smoke" and chromium() and has_widgets(nbformat.read(notebook, 4))
+        browser = in_browser and profile == "smoke" and chromium() and has_widgets(nbformat.read(notebook, 4))
         seen, error = None, None
         try:
             if browser:
@@ -110,15 +112,15 @@ def executed(tmp_path_factory, request):
             error = f"{type(failure).__name__}: {failure}"
         return Execution(copy, results, error, seen)
 
-    def run(notebook: Path, profile: str) -> Execution:
-        folder = root / "notebook-runs" / f"{notebook.stem}-{profile}"
+    def run(notebook: Path, profile: str, in_browser: bool = True) -> Execution:
+        folder = root / "notebook-runs" / f"{notebook.parent.name}-{notebook.stem}-{profile}"
         outcome = folder / "outcome.json"
         with exclusive(folder):
             if outcome.exists():
                 execution = _execution(folder, notebook.name, json.loads(outcome.read_text()))
             else:
                 folder.mkdir(parents=True)
-                execution = execute_once(notebook, profile, folder)
+                execution = execute_once(notebook, profile, folder, in_browser)
                 outcome.write_text(json.dumps(_outcome(execution)))
         if execution.error is not None:
             pytest.fail(f"{notebook.name} failed in the {profile} profile: {execution.error}")

@@ -120,18 +120,30 @@ def test_a_bar_in_a_headline_value_does_not_break_the_summary_table(tmp_path):
     assert len(cells) == 6 and cells[-1].strip() == r"superclasses: [0, 1] \| [2] \| [3]"
 
 
-def test_a_quick_run_is_recorded_in_the_repo_and_a_smoke_run_is_not(tmp_path):
+def test_a_quick_run_is_recorded_in_the_repo_with_its_executed_copy_and_a_smoke_run_is_not(tmp_path):
     recorded = tmp_path / "recorded"
     for profile in ("quick", "smoke"):
         out = tmp_path / profile
         out.mkdir()
         (out / "02_x.json").write_text(json.dumps(dict(
             notebook="02_x", profile=profile, dataset="CIFAR-10", headline={"accuracy": 0.8})))
+        executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("run()", execution_count=1, outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="100%|#####| 3/3\n"),
+            nbformat.v4.new_output("stream", name="stdout", text="accuracy 80%\n"),
+            nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0K", "text/plain": "<Figure>"}),
+            nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "a"}})])])
+        executed.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+        nbformat.write(executed, out / "02_x.ipynb")
         record_results(out, dict(notebook="02_x", status="ok", seconds=600.0), recorded)
     record_results(tmp_path / "quick", dict(notebook="03_y", status="failed: X", seconds=1.0), recorded)
-    assert [p.relative_to(recorded).as_posix() for p in recorded.rglob("*.json")] == ["quick/02_x.json"]
+    assert sorted(p.relative_to(recorded).as_posix() for p in recorded.rglob("*.*")) == \
+        ["quick/02_x.ipynb", "quick/02_x.json"]
     kept = json.loads((recorded / "quick" / "02_x.json").read_text())
     assert kept["seconds"] == 600.0 and kept["headline"] == {"accuracy": 0.8}
+    reference = nbformat.read(recorded / "quick" / "02_x.ipynb", 4)  # the executed copy, to read
+    assert "widgets" not in reference.metadata
+    assert [o.get("name") or list(o.data) for o in reference.cells[0].outputs] == \
+        ["stdout", ["image/png", "text/plain"]]
 
 
 def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):
@@ -158,6 +170,41 @@ def test_every_widget_responds_in_jupyterlab(notebook, browser, executed):
         assert interaction.changed, f"{interaction.control}: its widget's output did not change"
 
 
+def has_tasks(path: Path) -> bool:
+    return any("implement" in cell.metadata.get("tags", []) for cell in nbformat.read(path, 4).cells)
+
+
+def task_verdicts(path: Path) -> list[str]:
+    """What each `check_task(...)` cell of an executed notebook printed."""
+    return ["".join(output.get("text", "") for output in cell.outputs)
+            for cell in nbformat.read(path, 4).cells if cell.cell_type == "code" and "check_task(" in cell.source]
+
+
+TASK_NOTEBOOKS = [path for path in NOTEBOOKS if has_tasks(path)]
+
+
+@pytest.mark.parametrize("notebook", runs_of(TASK_NOTEBOOKS, "smoke"))
+def test_the_teachers_answer_to_every_task_passes_its_check(notebook, executed):
+    verdicts = task_verdicts(executed(notebook, "smoke").path)
+    assert verdicts and all(": passed all" in verdict for verdict in verdicts), verdicts
+
+
+@pytest.fixture(scope="session")
+def student_edition(tmp_path_factory) -> Path:
+    """The student edition (tools/make_student.py), written once per worker."""
+    from make_student import main as make_student
+
+    folder = tmp_path_factory.mktemp("student")
+    make_student(["--out", str(folder), *map(str, TASK_NOTEBOOKS)])
+    return folder
+
+
+@pytest.mark.parametrize("notebook", runs_of(TASK_NOTEBOOKS, "student"))
+def test_the_student_edition_runs_to_the_end_with_every_stub_reported(notebook, student_edition, executed):
+    verdicts = task_verdicts(executed(student_edition / notebook.name, "smoke", in_browser=False).path)
+    assert verdicts and all("not implemented yet; the notebook goes on with" in v for v in verdicts), verdicts
+
+
 def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
     """The site of a smoke run: every link of the index opens a page, each notebook page shows
     its figures, and no page is empty."""
@@ -175,6 +222,9 @@ def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
                                for output in cell.get("outputs", []))
                for path in tmp_path.glob("*.ipynb")}
     page = executed.new_page()
+    refused = []  # every request off the disk: the pages must need none
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+               else (refused.append(route.request.url), route.abort()))
     page.goto(index.as_uri())
     links = page.locator("a").evaluate_all("links => links.map(link => link.href)")
     assert len(links) == len(NOTEBOOKS)
@@ -183,7 +233,9 @@ def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
         stem = link.rsplit("/", 1)[-1].removesuffix(".html")
         assert page.locator(".jp-Notebook .jp-Cell").count() > 10, f"{stem}: the page is empty"
         assert page.locator(".jp-OutputArea img").count() >= figures[stem] > 0, f"{stem}: figures missing"
+        page.wait_for_selector(".MathJax, .MathJax_Display", state="attached", timeout=30_000)  # typeset, offline
     page.close()
+    assert refused == [], f"the pages asked the network for {sorted(set(refused))[:5]}"
 
 
 def test_a_parameter_out_of_range_stops_the_notebook_in_its_first_cells(tmp_path):

@@ -29,3 +29,46 @@ def test_a_run_becomes_an_index_and_a_page_per_notebook(tmp_path):
     assert "href='07_a_paper.html'" in index and "07 · A paper" in index and "1.5 min" in index
     assert "<table>" in index and "accuracy: 0.5" in index and "[0] | [1]" in index  # the summary, one row
     assert PIXEL in page and "What it shows." in page
+
+
+def test_a_page_shows_its_equations_typeset_with_no_network(tmp_path, browser):
+    """The site's own copy of MathJax typesets the TeX of a page opened from disk while every
+    request off the disk is refused (nbconvert's default loads MathJax from a CDN)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_lab import chromium
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# 03 · Equations\n\nInline $D(X, \\theta)$, and displayed:\n\n"
+        "$$L_i = \\frac{1}{n}\\sum_{j=1}^{n} \\mathrm{KL}\\left[D(X_j, \\theta) \\,\\middle\\|\\, D(X_j, \\hat\\theta_{-i})\\right]$$")])
+    nbformat.write(notebook, tmp_path / "03_equations.ipynb")
+    build_site(tmp_path)
+    refused = []
+    with sync_playwright() as playwright:
+        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = chrome.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (refused.append(route.request.url), route.abort()))
+        page.goto((tmp_path / "site" / "03_equations.html").as_uri())
+        page.wait_for_selector(".MathJax_Display", timeout=30_000)
+        typeset = page.locator(".MathJax, .MathJax_Display").count()
+        text = page.locator(".jp-RenderedMarkdown").inner_text()
+        chrome.close()
+    assert typeset >= 2 and "\\frac" not in text and "$" not in text, (typeset, text[:300])
+    assert refused == [], f"the page asked the network for {refused}"
+
+
+def test_make_site_builds_the_pages_of_a_recorded_run_or_says_what_is_missing(tmp_path, capsys):
+    from course_utils.site import main
+
+    recorded, site = tmp_path / "quick", tmp_path / "pages"
+    recorded.mkdir()
+    assert main([str(recorded), "--out", str(site)]) == 1 and "record a run first" in capsys.readouterr().err
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 02 · A paper")]),
+                   recorded / "02_a_paper.ipynb")
+    (recorded / "02_a_paper.json").write_text(json.dumps(dict(
+        notebook="02_a_paper", profile="quick", headline={}, seconds=600.0, recorded="2026-12-02")))
+    assert main([str(recorded), "--out", str(site)]) == 0
+    index = (site / "index.html").read_text()
+    assert "02 · A paper" in index and "recorded 2026-12-02" in index and "10.0 min" in index
+    assert (site / "02_a_paper.html").exists() and (site / "mathjax" / "MathJax.js").exists()

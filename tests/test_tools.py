@@ -1,5 +1,6 @@
 """The contributor's checks that .pre-commit-config.yaml runs: ruff, and notebooks stored clean."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from make_student import main as make_student, stubbed  # tools/, on the path (conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -34,3 +37,30 @@ def test_ruff_finds_nothing_in_the_course():
     checked = subprocess.run([ruff, "check", "--output-format", "concise", "."], cwd=ROOT,
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout[-3000:]
+
+
+def test_a_stub_keeps_the_signature_the_docstring_and_the_other_code():
+    source = ('import math\n\ndef f(x, y=1):\n    """Doc,\n    two lines."""\n    z = x + y\n    return z\n\n\n'
+              'def g(a):\n    return a\nVALUE = 3\n')
+    assert stubbed(source) == (
+        'import math\n\ndef f(x, y=1):\n    """Doc,\n    two lines."""\n    raise NotImplementedError("write f here")\n'
+        '\n\ndef g(a):\n    raise NotImplementedError("write g here")\nVALUE = 3\n')
+
+
+def test_the_student_edition_has_every_task_stubbed_and_no_solution(tmp_path, capsys):
+    written = make_student(["--out", str(tmp_path)])
+    assert [path.name for path in written] == [path.name for path in NOTEBOOKS]
+    tasks = {}
+    for path in written:
+        cells = nbformat.read(path, 4).cells
+        assert not any("solution" in cell.metadata.get("tags", []) for cell in cells)
+        assert not any(cell.get("outputs") or cell.get("execution_count") for cell in cells)
+        for cell in cells:
+            if "implement" in cell.metadata.get("tags", []):
+                for function in ast.parse(cell.source).body:
+                    assert isinstance(function, ast.FunctionDef)
+                    *docstring, stub = function.body
+                    assert len(docstring) == 1 and ast.unparse(stub) == \
+                        f"raise NotImplementedError('write {function.name} here')"
+                    tasks.setdefault(path.stem[:2], []).append(function.name)
+    assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06"], tasks
