@@ -447,7 +447,7 @@ def thinet_selection(terms: torch.Tensor, target: torch.Tensor,
 def thinet_scaling(kept_terms: torch.Tensor, target: torch.Tensor,
                    ridge: float = 1e-8) -> torch.Tensor:
     """ThiNet's least-squares step: one factor per kept channel so that the kept terms,
-    scaled, best rebuild `target`. The ridge (ThiNet's authors use 1e-8) keeps the normal
+    scaled, best rebuild `target`. The ridge (1e-8: the report's own fix, paper 04) keeps the normal
     equations solvable when two channels' terms are collinear or a channel is all zero."""
     x = kept_terms.double()
     return _ridge_solve(x.T @ x, x.T @ target.double(), ridge).to(kept_terms.dtype)

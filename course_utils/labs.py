@@ -239,7 +239,7 @@ def _kl_cases() -> list[Case]:
 
 # --- 04: one greedy step of ThiNet -----------------------------------------------------------
 
-RIDGE = 1e-8  # as ThiNet's authors (and course_utils.criteria.thinet_scaling)
+RIDGE = 1e-8  # the report's own fix (paper 04), as in course_utils.criteria.thinet_scaling
 
 
 def _fit_error(terms: torch.Tensor, target: torch.Tensor, kept: list[int]) -> float:

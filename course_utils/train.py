@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,17 +160,24 @@ def finetune(model: nn.Module, train_data: ImageData, epochs: int = 1, *, lr: fl
 
 
 @torch.no_grad()
-def reestimate_batch_norm(model: nn.Module, data: ImageData, batch_size: int = 256) -> nn.Module:
-    """Reset every batch norm's running statistics and measure them again on `data` (a
-    plain average over its batches; no weight changes), in place: what paper 05 does
-    after a reduction, where our surgery keeps each remaining channel's sliced statistics.
-    Leaves the model in eval mode and returns it."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def reestimate_batch_norm(model: nn.Module, data: ImageData, batch_size: int = 256,
+                          only: Iterable[str] | None = None) -> nn.Module:
+    """Reset the batch norms' running statistics and measure them again on `data` (a plain
+    average over its batches; no weight changes), in place: what paper 05 does after a
+    reduction to "the following layers", where our surgery keeps each remaining channel's
+    sliced statistics. `only`: the names of the batch norms to reset (those after a reduced
+    convolution); the others keep theirs. Leaves the model in eval mode and returns it."""
+    norms = [m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and (only is None or name in set(only))]
+    if only is not None and len(norms) != len(set(only)):
+        raise ValueError(f"not batch norms of this model: {sorted(set(only) - {n for n, _ in model.named_modules()})}")
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches below
-    model.train()
+    model.eval()
+    for norm in norms:  # only these measure; every other layer runs as at inference
+        norm.train()
     try:
         for images, _ in data.batches(batch_size, device=model_device(model)):
             model(images)

@@ -31,29 +31,23 @@ def test_a_run_becomes_an_index_and_a_page_per_notebook(tmp_path):
     assert PIXEL in page and "What it shows." in page
 
 
-def test_a_page_shows_its_equations_typeset_with_no_network(tmp_path, browser):
+def test_a_page_shows_its_equations_typeset_with_no_network(tmp_path, browser, executed):
     """The site's own copy of MathJax typesets the TeX of a page opened from disk while every
     request off the disk is refused (nbconvert's default loads MathJax from a CDN)."""
-    from playwright.sync_api import sync_playwright
-
-    from browser_lab import chromium
-
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "# 03 · Equations\n\nInline $D(X, \\theta)$, and displayed:\n\n"
         "$$L_i = \\frac{1}{n}\\sum_{j=1}^{n} \\mathrm{KL}\\left[D(X_j, \\theta) \\,\\middle\\|\\, D(X_j, \\hat\\theta_{-i})\\right]$$")])
     nbformat.write(notebook, tmp_path / "03_equations.ipynb")
     build_site(tmp_path)
     refused = []
-    with sync_playwright() as playwright:
-        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
-        page = chrome.new_page()
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                   else (refused.append(route.request.url), route.abort()))
-        page.goto((tmp_path / "site" / "03_equations.html").as_uri())
-        page.wait_for_selector(".MathJax_Display", timeout=30_000)
-        typeset = page.locator(".MathJax, .MathJax_Display").count()
-        text = page.locator(".jp-RenderedMarkdown").inner_text()
-        chrome.close()
+    page = executed.new_page()  # the session's Chromium (playwright's sync API runs once per thread)
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else (refused.append(route.request.url), route.abort()))
+    page.goto((tmp_path / "site" / "03_equations.html").as_uri())
+    page.wait_for_selector(".MathJax_Display", timeout=30_000)
+    typeset = page.locator(".MathJax, .MathJax_Display").count()
+    text = page.locator(".jp-RenderedMarkdown").inner_text()
+    page.close()
     assert typeset >= 2 and "\\frac" not in text and "$" not in text, (typeset, text[:300])
     assert refused == [], f"the page asked the network for {refused}"
 

@@ -180,3 +180,19 @@ def test_fit_leaves_convolutions_in_channels_last_and_the_numbers_unchanged():
     assert torch.allclose(model(images), before, atol=1e-6)
     fit(model, data, epochs=1, lr=0.01, batch_size=64, progress=False)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_only_the_named_batch_norms_are_reestimated():
+    """Paper 05 adjusts the batch norms after a reduced convolution; the others keep theirs."""
+    data = blobs(256)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        model[4].running_mean.fill_(7.0)
+    reestimate_batch_norm(model, data, batch_size=64, only=["1"])
+    assert torch.equal(model[4].running_mean, torch.full((4,), 7.0)) and model[4].num_batches_tracked == 0
+    with torch.no_grad():
+        maps = model[0](torch.cat([x for x, _ in data.batches(256)]))
+    assert torch.allclose(model[1].running_mean, maps.mean((0, 2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"not batch norms of this model: \['9'\]"):
+        reestimate_batch_norm(model, data, only=["1", "9"])
