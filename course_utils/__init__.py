@@ -16,7 +16,8 @@ One module per concern:
 - compression  magnitude pruning and k-means weight sharing (paper 02)
 - superclasses paper 01's merge algorithm
 - plots, widgets  shared figures and interactive controls
-- labs, exercises  the checks of the "Your turn" tasks (the student's function against cases) and of the exercises
+- labs, exercises, checks  the checks of the "Your turn" tasks (the student's function against cases),
+               the exercises' verdicts (an answer, a prediction, a design target) and each exercise's check
 - parameters   the checks of a notebook's parameters cell, one shared way
 - execution    headless runs that never wait forever (a cell timeout, a stalled kernel, one retry)
 - saving       a pruned model saved as architecture, plans and weights, and rebuilt

@@ -1,6 +1,8 @@
 """Checks for the exercises at the end of every notebook.
 
     check(answer, expected, "parameters of the pruned net")   # prints, returns True/False
+    check_prediction(guess, "fewer", "FLOPs at equal filters", because, choices=("more", "fewer"))
+    check_target("yours against L1 at -60% FLOPs", paired_difference(...), at_least=0.0)
 
 `expected` is always computed by the notebook's own run, never stored. The message says
 "correct", or what is off (too high or too low and by how much, which items are missing
@@ -22,6 +24,44 @@ def check(answer, expected, what: str, tolerance: float = 1e-3) -> bool:
     verdict = _compare(_plain(answer), _plain(expected), tolerance)
     print(f"{what}: {'correct' if verdict is None else 'not yet, ' + verdict}")
     return verdict is None
+
+
+def check_prediction(guess, outcome: str, what: str, because: str, choices: tuple[str, ...]) -> bool:
+    """A guess the student wrote down before the cell that computes `outcome` (one of
+    `choices`): prints whether it held and, either way, `because` (the run's own numbers and
+    reason), so that a wrong guess teaches as much as a right one. Returns whether it held."""
+    if outcome not in choices:
+        raise ValueError(f"outcome {outcome!r} is not one of {choices}")
+    if guess is None:
+        print(f"{what}: no prediction written (one of {', '.join(choices)}); this run: {outcome}. {because}")
+        return False
+    if str(guess).strip().lower() not in choices:
+        print(f"{what}: predict one of {', '.join(repr(c) for c in choices)}, not {guess!r}; this run: {outcome}. {because}")
+        return False
+    held = str(guess).strip().lower() == outcome
+    print(f"{what}: you predicted {str(guess).strip().lower()}, and this run says {outcome}"
+          f"{'' if held else ': not this time'}. {because}")
+    return held
+
+
+def check_target(what: str, difference, at_least: float, also: dict[str, bool] | None = None) -> bool:
+    """A design target on the student's own model: met when the whole 95% interval of
+    `difference` (a `uncertainty.Difference`, a minus b as a fraction of the images) lies above
+    `at_least`, and every requirement in `also` ({what it asks: whether it holds}) holds. Prints
+    met, or which part is not, and returns whether it is met."""
+    unmet = [requirement for requirement, holds in (also or {}).items() if not holds]
+    if difference.low > at_least and not unmet:
+        print(f"{what}: met, {difference} (the whole interval above {100 * at_least:+.1f})")
+        return True
+    if difference.high <= at_least:
+        verdict = f"not met, {difference}: the whole interval is at or below {100 * at_least:+.1f}"
+    elif difference.low <= at_least:
+        verdict = (f"not shown yet, {difference}: the interval reaches {100 * at_least:+.1f} or below, so this "
+                   "run cannot say it is above")
+    else:
+        verdict = f"the difference is there, {difference}"
+    print(f"{what}: {verdict}" + "".join(f"; not yet: {requirement}" for requirement in unmet))
+    return False
 
 
 def _plain(value):

@@ -9,7 +9,7 @@ a table, sees the same images in the same order at the same round.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -42,20 +42,31 @@ def reduce_iteratively(model: nn.Module, cuts: int, share: float, rounds_per_cut
                        example_input: torch.Tensor, *, lr: float, batch_size: int,
                        seed: int = 0, criterion: Callable = taylor,
                        residual_groups: bool = False,
-                       curve_data: ImageData | None = None) -> Reduction:
+                       curve_data: ImageData | None = None,
+                       layers: Collection[str] | None = None) -> Reduction:
     """Reduce `model` in place: `cuts` times, score the filters on `calibration` with
     `criterion`, remove the globally lowest `share` of the filters that were reducible at
     the start, and fine-tune `rounds_per_cut` rounds. With `curve_data`, the accuracy on it
-    is recorded after every round."""
+    is recorded after every round. `layers`: only these reducible convolutions may lose
+    filters (paper 05 found that in SqueezeNet "only the first convolution layer can be
+    reduced"; our graph allows more), and the share is of their filters."""
     check_ratio(share * cuts, "share x cuts (the fraction of reducible filters removed)")
     if not (cuts >= 1 and rounds_per_cut >= 1 and rounds):
         raise ValueError("reduce_iteratively needs at least one cut, one round after each, "
                          "and a list of fine-tuning slices")
-    per_cut = round(share * reducible_filters(model, example_input, residual_groups))
+    graph = ModelGraph(model, example_input)
+    candidates = graph.reducible(residual_groups)
+    if layers is not None:
+        if not layers or set(layers) - set(candidates):
+            raise ValueError(f"layers must be reducible convolutions of this model, got "
+                             f"{sorted(set(layers) - set(candidates)) or 'none'}; reducible: {candidates}")
+        candidates = [conv for conv in candidates if conv in set(layers)]
+    per_cut = round(share * sum(graph.group_of(conv).channels for conv in candidates))
     run, done = Reduction(), 0
     for _ in range(cuts):
         scores = reducible_scores(model, criterion(model, calibration), example_input,
                                   residual_groups)
+        scores = {conv: scores[conv] for conv in candidates}
         remove_filters(model, example_input, globally_lowest(scores, per_cut))
         run.cut_before_round.append(done)
         for _ in range(rounds_per_cut):

@@ -7,7 +7,9 @@ of that notebook's recorded results (notebooks/results/quick/<notebook>.json, wr
 the 95% Wilson interval of a recorded accuracy on the quick profile's test images, its wall
 time in minutes, or a setting of the quick profile (its width). A number quoted from a paper is
 written right after the word "paper" ("the paper's 88.97", "paper: 88.97") and is skipped.
-Whole numbers (dates, counts) are not checked.
+A count written "N of M" ("beats ThiNet at 4 of 5 levels") must be a count the run recorded
+as "N/M", unless it follows the word "paper" or "report" (the report's "4 of 4"). Other whole
+numbers (dates, sizes) are not checked.
 """
 
 import json
@@ -44,6 +46,17 @@ def quoted_numbers(block: str) -> list[str]:
             if "paper" not in block[max(0, m.start() - 12):m.start()]]
 
 
+def quoted_counts(block: str) -> list[str]:
+    """The "N of M" counts of a block as "N/M", less those right after 'paper' or 'report'."""
+    return [f"{m.group(1)}/{m.group(2)}" for m in re.finditer(r"(?<![\w.,])(\d+) of (\d+)(?![\w.,]*\d)", block)
+            if not re.search(r"paper|report", block[max(0, m.start() - 16):m.start()])]
+
+
+def uncounted(block: str, record: dict) -> list[str]:
+    recorded = {v for v in record.get("headline", {}).values() if isinstance(v, str)}
+    return [count for count in quoted_counts(block) if count not in recorded]
+
+
 def renderings(record: dict) -> set[str]:
     values = [v for v in record.get("headline", {}).values() if isinstance(v, (int, float))]
     values += [bound for v in values if 0 < v < 1 for bound in accuracy_interval(v, PROFILES["quick"].test_size)]
@@ -73,13 +86,23 @@ def test_the_check_catches_a_number_no_run_produced():
     assert unproduced(quoted_block(bullets), record) == ["12.34"]
 
 
+def test_the_check_catches_a_count_no_run_recorded():
+    record = {"headline": {"wins": "4/4", "accuracy": 0.6373}}
+    assert uncounted(f"{MARK}: beats it at 4 of 4 levels, where the report says 5 of 5.", record) == []
+    assert uncounted(f"{MARK}: beats it at 4 of 4 levels and at 4 of 5 after fine-tuning.", record) == ["4/5"]
+    assert uncounted(f"{MARK}: 4 of the first layer's 16 filters, 1,113 of 2,000.", record) == []  # not counts "N of M"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
 def test_quoted_quick_results_are_recorded_results(notebook):
     intro = nbformat.read(notebook, as_version=4).cells[0].source
     block = quoted_block(intro)
-    if not quoted_numbers(block):
+    if not quoted_numbers(block) and not quoted_counts(block):
         return  # nothing quoted as our result
     path = RECORDED / "quick" / f"{notebook.stem}.json"
     assert path.exists(), f"{notebook.name} quotes quick results, but no run recorded them in {path}"
-    missing = unproduced(block, json.loads(path.read_text()))
+    record = json.loads(path.read_text())
+    missing = unproduced(block, record)
     assert not missing, f"{notebook.name} quotes {missing}, which its recorded quick run did not produce"
+    counts = uncounted(block, record)
+    assert not counts, f"{notebook.name} quotes the counts {counts}, which its recorded quick run did not record"

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -44,3 +45,17 @@ def test_each_cut_removes_its_share_of_the_filters_reducible_at_the_start():
                                  calibration=parts[0], example_input=example, lr=0.01,
                                  batch_size=8, criterion=mean_activation)
     assert model[0].out_channels + model[3].out_channels == 16 - 2 * 4
+
+
+def test_layers_restricts_the_cut_to_those_convolutions_and_the_share_to_their_filters():
+    model, parts = small_net(), slices()
+    example = torch.zeros(2, 3, 8, 8)
+    reduction.reduce_iteratively(model, cuts=2, share=0.25, rounds_per_cut=1, rounds=parts,
+                                 calibration=parts[0], example_input=example, lr=0.01,
+                                 batch_size=8, criterion=mean_activation, layers=["0"])
+    assert (model[0].out_channels, model[3].out_channels) == (8 - 2 * 2, 8)  # 25% of 8, twice
+    for wrong in (["1"], []):  # a batch norm is not a reducible convolution; nothing at all
+        with pytest.raises(ValueError, match="layers must be reducible convolutions"):
+            reduction.reduce_iteratively(small_net(), cuts=1, share=0.25, rounds_per_cut=1, rounds=parts,
+                                         calibration=parts[0], example_input=example, lr=0.01,
+                                         batch_size=8, layers=wrong)
