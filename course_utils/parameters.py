@@ -1,6 +1,6 @@
 """The checks of a notebook's parameters cell, in one shared way.
 
-Each notebook's first code cell calls `check_parameters(globals(), NAME=spec, ...)` with a
+Each notebook's imports cell calls `check_parameters(globals(), NAME=spec, ...)` with a
 spec per parameter; every value that breaks its spec is reported in one error that names
 the parameter, what it got and what is allowed, before any work is done (a value from
 papermill's `-p` or a sweep is caught as early as a typo in the cell).

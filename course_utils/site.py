@@ -4,7 +4,8 @@ The pages open from disk, with no server, no kernel and no network: nbconvert's 
 (figures embedded as images, widgets shown through the static figure each notebook draws
 after them), its equations typeset by a copy of MathJax 2 in `site/mathjax/` (from the
 jupyter-server-mathjax package; nbconvert's default loads MathJax from a CDN, so offline
-a page showed raw TeX), and a small index with the course map and the run's summary table.
+a page showed raw TeX), and a small index with the course map, each notebook's highlights beside the paper's (`highlights`)
+and the run's summary table.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import mistune
 import nbformat
+
+from .highlights import highlights_table
+from .results import load_results
 
 SITE = "site"
 MATHJAX = "mathjax"  # site/mathjax/: MathJax 2 with TeX input and HTML-CSS output, about 2.5 MB
@@ -81,7 +85,12 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <table><tr><th>notebook</th><th>what it reproduces</th><th>status</th><th>wall time</th></tr>
 {chr(10).join(rows)}
 </table>
-<h2>Summary</h2>
+<h2>The numbers to look for first</h2>
+<p>A few of each notebook's results, as this run recorded them, beside the paper's where it
+reports one (its model, data and scale differ from ours: read them as a direction, not a
+target). Each notebook's page shows how they were measured.</p>
+{highlights_table({record["notebook"]: record.get("headline", {}) for record in load_results(run)})}
+<h2>Every recorded number</h2>
 {summary_html}
 </body></html>
 """, encoding="utf-8")

@@ -218,6 +218,8 @@ def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
         runs.append(dict(notebook=notebook.stem, status="ok", seconds=60.0))
     write_summary(tmp_path, runs)
     index = build_site(tmp_path)
+    missing = re.findall(r"<td>([^<]+)</td><td>not in this run</td>", index.read_text())
+    assert missing == ["ResNet-18, criteria in tiers"], missing  # each highlight is a saved key (06's smoke: VGG-16 only)
     figures = {path.stem: sum("image/png" in output.get("data", {}) for cell in nbformat.read(path, 4).cells
                                for output in cell.get("outputs", []))
                for path in tmp_path.glob("*.ipynb")}

@@ -3,6 +3,7 @@ test in test_notebooks.py opens the pages of a real smoke run."""
 
 import base64
 import json
+from pathlib import Path
 
 import nbformat
 
@@ -66,3 +67,20 @@ def test_make_site_builds_the_pages_of_a_recorded_run_or_says_what_is_missing(tm
     index = (site / "index.html").read_text()
     assert "02 · A paper" in index and "recorded 2026-12-02" in index and "10.0 min" in index
     assert (site / "02_a_paper.html").exists() and (site / "mathjax" / "MathJax.js").exists()
+
+
+def test_the_index_names_each_highlight_beside_the_papers_number(tmp_path):
+    from course_utils.highlights import HIGHLIGHTS
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 01 · A paper")]),
+                   tmp_path / "01_divide_and_delete_filters.ipynb")
+    (tmp_path / "01_divide_and_delete_filters.json").write_text(json.dumps(dict(
+        notebook="01_divide_and_delete_filters", profile="quick", headline={
+            "benchmark_accuracy": 0.9812, "hierarchy_minus_benchmark_mean_points": -1.234,
+            "hierarchy_minus_benchmark_low_points": -2.5, "hierarchy_minus_benchmark_high_points": 0.04})))
+    index = build_site(tmp_path).read_text()
+    assert "<td>benchmark AlexNet, test accuracy</td><td>98.12%</td><td>87.53%</td>" in index
+    assert "<td>-1.23 (-2.50 to +0.04) points, paired, 95%</td><td>+1.44 points</td>" in index
+    assert "hierarchy after retraining, test accuracy</td><td>not in this run</td>" in index  # never made up
+    notebooks = {path.stem for path in (Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")}
+    assert set(HIGHLIGHTS) == notebooks  # every notebook has its rows, and no row names a notebook that is gone
