@@ -33,7 +33,9 @@ ZOO = {
 
 
 def randomise_batch_norms(model):
-    """Non-trivial running statistics and affine terms, so that slicing them matters."""
+    """Non-trivial running statistics and affine terms, so that slicing them matters, and layer
+    scales of order one (ConvNeXt starts its blocks at 1e-6, where removing a block's channel
+    changes the output by less than float noise, and the test below could not tell)."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -41,6 +43,8 @@ def randomise_batch_norms(model):
                 module.running_var.uniform_(0.5, 2)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
+            if isinstance(getattr(module, "layer_scale", None), nn.Parameter):
+                module.layer_scale.uniform_(0.5, 1.5)
     return model.eval()
 
 
