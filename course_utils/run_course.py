@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -99,9 +100,12 @@ def record_results(out: Path, run: dict, recorded: Path = RECORDED) -> Path | No
 
 def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An executed notebook as the repo keeps it for reading: its figures, tables and printed
-    results, without the widget state (a viewer cannot run it) or the progress bars (stderr)."""
+    results, without the widget state (a viewer cannot run it) or the progress bars (stderr),
+    its links to results/<profile>/ made relative to that folder, where it is kept."""
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
+        if cell.cell_type == "markdown":  # the link to this reference copy, from beside it
+            cell.source = re.sub(r"\]\(results/\w+/", "](", cell.source)
         if cell.cell_type != "code":
             continue
         kept = []

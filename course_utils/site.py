@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ MATHJAX = "mathjax"  # site/mathjax/: MathJax 2 with TeX input and HTML-CSS outp
 MATHJAX_URL = f"{MATHJAX}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 # what the pages never load (accessibility maps, SVG output, translations): 6 of MathJax's 9.6 MB
 _MATHJAX_UNUSED = ("a11y", "SVG", "localization", "LICENSE")
+# a notebook's link to itself or another (`results/quick/03_x.ipynb`, `03_x.ipynb`), made a link to its page
+_NOTEBOOK_LINK = re.compile(r'href="(?:results/\w+/)?(\d\d_\w+)\.ipynb"')
 
 
 def copy_mathjax(site: Path) -> None:
@@ -65,6 +68,7 @@ def build_site(run: Path, site: Path | None = None) -> Path:
         notebook.metadata.pop("widgets", None)  # live widget state would load their JavaScript from a CDN
         body, _ = exporter.from_notebook_node(notebook)
         body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")  # no page needs it
+        body = _NOTEBOOK_LINK.sub(r'href="\1.html"', body)  # a link to a course notebook opens its page
         (site / f"{path.stem}.html").write_text(body, encoding="utf-8")
         status = statuses.get(path.stem, {})
         rows.append(f"<tr><td><a href='{path.stem}.html'>{html.escape(path.stem)}</a></td>"

@@ -127,7 +127,9 @@ def test_a_quick_run_is_recorded_in_the_repo_with_its_executed_copy_and_a_smoke_
         out.mkdir()
         (out / "02_x.json").write_text(json.dumps(dict(
             notebook="02_x", profile=profile, dataset="CIFAR-10", headline={"accuracy": 0.8})))
-        executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("run()", execution_count=1, outputs=[
+        executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+            "Read [`results/quick/02_x.ipynb`](results/quick/02_x.ipynb); see [the paper](https://arxiv.org/a)."),
+            nbformat.v4.new_code_cell("run()", execution_count=1, outputs=[
             nbformat.v4.new_output("stream", name="stderr", text="100%|#####| 3/3\n"),
             nbformat.v4.new_output("stream", name="stdout", text="accuracy 80%\n"),
             nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0K", "text/plain": "<Figure>"}),
@@ -142,8 +144,9 @@ def test_a_quick_run_is_recorded_in_the_repo_with_its_executed_copy_and_a_smoke_
     assert kept["seconds"] == 600.0 and kept["headline"] == {"accuracy": 0.8}
     reference = nbformat.read(recorded / "quick" / "02_x.ipynb", 4)  # the executed copy, to read
     assert "widgets" not in reference.metadata
-    assert [o.get("name") or list(o.data) for o in reference.cells[0].outputs] == \
+    assert [o.get("name") or list(o.data) for o in reference.cells[1].outputs] == \
         ["stdout", ["image/png", "text/plain"]]
+    assert reference.cells[0].source == "Read [`results/quick/02_x.ipynb`](02_x.ipynb); see [the paper](https://arxiv.org/a)."
 
 
 def test_the_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path, capfd):

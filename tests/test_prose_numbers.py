@@ -106,3 +106,38 @@ def test_quoted_quick_results_are_recorded_results(notebook):
     assert not missing, f"{notebook.name} quotes {missing}, which its recorded quick run did not produce"
     counts = uncounted(block, record)
     assert not counts, f"{notebook.name} quotes the counts {counts}, which its recorded quick run did not record"
+
+
+def test_a_stale_reference_copy_is_refused_and_new_words_are_carried_into_it():
+    from reference_prose import StaleReference, refreshed
+
+    def notebook(*cells):
+        return nbformat.v4.new_notebook(cells=list(cells))
+    parameters = nbformat.v4.new_code_cell("PROFILE = 'auto'", metadata={"tags": ["parameters"]})
+    injected = nbformat.v4.new_code_cell("PROFILE = 'quick'", metadata={"tags": ["injected-parameters"]})
+    ran = nbformat.v4.new_code_cell("run()", execution_count=3,
+                                    outputs=[nbformat.v4.new_output("stream", name="stdout", text="80%\n")])
+    reference = notebook(nbformat.v4.new_markdown_cell("Old words."), parameters, injected, ran)
+    source = notebook(nbformat.v4.new_markdown_cell("New words: [run](results/quick/00_x.ipynb)."), parameters,
+                      nbformat.v4.new_code_cell("run()"))
+    updated = refreshed(source, reference)
+    assert [c.source for c in updated.cells] == ["New words: [run](00_x.ipynb).", *[c.source for c in reference.cells[1:]]]
+    assert updated.cells[3].outputs == ran.outputs
+    with pytest.raises(StaleReference, match="code cell 2"):
+        refreshed(notebook(parameters, nbformat.v4.new_code_cell("run(faster=True)")), reference)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_the_introduction_links_its_reference_run_which_ran_this_code(notebook):
+    """The executed copy kept beside the recorded results is a run of this notebook's code, with
+    its current words (tools/reference_prose.py carries edited words into it)."""
+    from reference_prose import refreshed
+
+    link = f"(results/quick/{notebook.name})"
+    source = nbformat.read(notebook, as_version=4)
+    assert link in source.cells[0].source, f"{notebook.name}'s introduction does not link {link}"
+    copy = RECORDED / "quick" / notebook.name
+    assert copy.exists(), f"no reference run of {notebook.name}: record it with make course PROFILE=quick"
+    reference = nbformat.read(copy, as_version=4)
+    assert refreshed(source, reference) == reference, \
+        f"{copy.name}'s words differ from the notebook's: run python tools/reference_prose.py"

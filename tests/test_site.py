@@ -18,7 +18,7 @@ PIXEL = base64.b64encode(bytes.fromhex(
 def test_a_run_becomes_an_index_and_a_page_per_notebook(tmp_path):
     figure = nbformat.v4.new_output("display_data", data={"image/png": PIXEL, "text/plain": "<Figure>"})
     notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# 07 · A paper\n\nWhat it shows."),
+        nbformat.v4.new_markdown_cell("# 07 · A paper\n\nWhat it shows, [run](results/quick/07_a_paper.ipynb)."),
         nbformat.v4.new_code_cell("plot()", outputs=[figure], execution_count=1)])
     nbformat.write(notebook, tmp_path / "07_a_paper.ipynb")
     (tmp_path / "07_a_paper.json").write_text(json.dumps(dict(
@@ -29,7 +29,8 @@ def test_a_run_becomes_an_index_and_a_page_per_notebook(tmp_path):
     assert notebook_title(notebook) == "07 · A paper"
     assert "href='07_a_paper.html'" in index and "07 · A paper" in index and "1.5 min" in index
     assert "<table>" in index and "accuracy: 0.5" in index and "[0] | [1]" in index  # the summary, one row
-    assert PIXEL in page and "What it shows." in page
+    assert PIXEL in page and "What it shows" in page
+    assert 'href="07_a_paper.html"' in page and ".ipynb" not in page  # its link to a notebook opens a page
 
 
 def test_a_page_shows_its_equations_typeset_with_no_network(tmp_path, browser, executed):
