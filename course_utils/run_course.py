@@ -100,7 +100,8 @@ def record_results(out: Path, run: dict, recorded: Path = RECORDED) -> Path | No
 
 def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An executed notebook as the repo keeps it for reading: its figures, tables and printed
-    results, without the widget state (a viewer cannot run it) or the progress bars (stderr),
+    results, without widgets (a viewer cannot run them; each notebook draws a static figure after
+    its widget) or progress bars (on stderr, or tqdm's widgets),
     its links to results/<profile>/ made relative to that folder, where it is kept."""
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
@@ -112,8 +113,7 @@ def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         for output in cell.outputs:
             if output.output_type == "stream" and output.name == "stderr":
                 continue
-            output.get("data", {}).pop(WIDGET_VIEW, None)
-            if output.output_type != "display_data" or output.get("data"):
+            if WIDGET_VIEW not in output.get("data", {}):  # a widget's text stand-in: "0%|", "interactive(...)"
                 kept.append(output)
         cell.outputs = kept
     return notebook

@@ -62,6 +62,7 @@ def build_site(run: Path, site: Path | None = None) -> Path:
     exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
     statuses = {r["notebook"]: r for r in json.loads((run / "runs.json").read_text())} \
         if (run / "runs.json").exists() else _recorded_statuses(run)
+    name = f"the run {run.name}" if (run / "runs.json").exists() else f"the recorded {run.name} run"
     rows = []
     for path in sorted(run.glob("[0-9][0-9]_*.ipynb")):
         notebook = nbformat.read(path, 4)
@@ -79,11 +80,11 @@ def build_site(run: Path, site: Path | None = None) -> Path:
     summary_html = mistune.create_markdown(plugins=["table"])(summary.split("\n", 1)[-1])
     index = site / "index.html"
     index.write_text(f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Pruning papers, reproduced: {html.escape(run.name)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Pruning papers, reproduced: {html.escape(name)}</title>
 <style>body {{ font-family: sans-serif; max-width: 75em; margin: 2em auto; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; }}</style>
 </head><body>
-<h1>Pruning papers, reproduced: the run {html.escape(run.name)}</h1>
+<h1>Pruning papers, reproduced: {html.escape(name)}</h1>
 <h2>The course map</h2>
 <p>One notebook a paper, executed in this run; each page shows its figures and tables as computed.</p>
 <table><tr><th>notebook</th><th>what it reproduces</th><th>status</th><th>wall time</th></tr>

@@ -133,7 +133,9 @@ def test_a_quick_run_is_recorded_in_the_repo_with_its_executed_copy_and_a_smoke_
             nbformat.v4.new_output("stream", name="stderr", text="100%|#####| 3/3\n"),
             nbformat.v4.new_output("stream", name="stdout", text="accuracy 80%\n"),
             nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0K", "text/plain": "<Figure>"}),
-            nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "a"}})])])
+            nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "a"}}),
+            nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "b"},
+                                                         "text/plain": "training:   0%|          | 0/704"})])])
         executed.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
         nbformat.write(executed, out / "02_x.ipynb")
         record_results(out, dict(notebook="02_x", status="ok", seconds=600.0), recorded)

@@ -67,6 +67,7 @@ def test_make_site_builds_the_pages_of_a_recorded_run_or_says_what_is_missing(tm
     assert main([str(recorded), "--out", str(site)]) == 0
     index = (site / "index.html").read_text()
     assert "02 · A paper" in index and "recorded 2026-12-02" in index and "10.0 min" in index
+    assert "<h1>Pruning papers, reproduced: the recorded quick run</h1>" in index
     assert (site / "02_a_paper.html").exists() and (site / "mathjax" / "MathJax.js").exists()
 
 
