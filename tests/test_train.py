@@ -6,8 +6,9 @@ from torch import nn
 
 from course_utils import storage
 from course_utils.data import DATASETS, ImageData
-from course_utils.train import (CheckpointMismatch, cached_training, evaluate, fit,
-                                reestimate_batch_norm)
+from course_utils.models import COURSE_MODELS, TORCHVISION_MODELS, build_model
+from course_utils.train import (BASELINE_RECIPES, DEFAULT_RECIPE, CheckpointMismatch, cached_training, evaluate,
+                                fit, reestimate_batch_norm)
 
 
 def blobs(n=512, seed=0):
@@ -198,13 +199,10 @@ def test_only_the_named_batch_norms_are_reestimated():
         reestimate_batch_norm(model, data, only=["1", "9"])
 
 
-@pytest.mark.parametrize("name", ["alexnet", "vgg16", "vgg16_gap", "resnet18", "resnet50", "densenet121", "squeezenet1_1"])
+@pytest.mark.parametrize("name", [*COURSE_MODELS, *TORCHVISION_MODELS])
 def test_a_model_without_batch_norm_trains_at_a_gentle_rate(name):
     """The baseline recipe's peak rate is at most 0.03 for a network with no batch norm
     (AlexNet diverges above it; SqueezeNet 1.1 stayed at chance at the default 0.1)."""
-    from course_utils.models import build_model
-    from course_utils.train import BASELINE_RECIPES, DEFAULT_RECIPE
-
     model = build_model(name, width=0.25)
     normalised = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     rate = BASELINE_RECIPES.get(name, DEFAULT_RECIPE).lr

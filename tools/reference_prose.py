@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 nbformat.write(updated, copy)
                 print(f"updated {copy.relative_to(NOTEBOOKS)}")
-    print("\n".join(problems), file=sys.stderr)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
     return 1 if problems else 0
 
 
