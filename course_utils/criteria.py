@@ -16,6 +16,7 @@ import numbers
 import torch
 from torch import nn
 
+from .device import model_device
 from .chain import channel_contributions, check_layers, links, sampled_contributions
 from .data import ImageData
 from .metrics import count_parameters
@@ -45,8 +46,9 @@ def _hooked_passes(model, data: ImageData, batch_size: int, with_gradients: bool
     """Yield, per batch, {conv name: the map its filter produces where zeroing it equals
     removing the filter} (`channel_ends`: after the conv's own batch norm), with `.grad`
     filled when asked."""
+    check_data(data)
     ends = channel_ends(model)
-    device = next(model.parameters()).device
+    device = model_device(model)
     was_training = model.training
     model.eval()
     outputs, hooks = {}, []
@@ -122,10 +124,11 @@ def deletion_effect(model: nn.Module, data: ImageData, group_size: int = 1,
     batch and only the rest of the network runs per group, `groups_per_pass` groups in
     one batched pass (the same numbers); elsewhere, or with fast=False, the whole model
     runs once per group."""
+    check_data(data)
     for name, value in (("group_size", group_size), ("groups_per_pass", groups_per_pass)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be a whole number, at least 1, got {value}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     was_training = model.training
     model.eval()
     batches = list(data.batches(batch_size, device=device))
@@ -218,8 +221,12 @@ def filter_gradient_norms(model: nn.Module, data: ImageData, batches: int = 8,
     the loss for each filter's weights, its norm over the kernel per input channel,
     averaged over input channels. Returns {conv: (batches, filters)}. The weights are not
     updated and the batch-norm statistics are restored: only the gradients are read."""
+    check_data(data)
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches is how many mini-batches' gradients are read, a whole number of at least 1, "
+                         f"got {batches!r}")
     convs = scored_convs(model)
-    device = next(model.parameters()).device
+    device = model_device(model)
     saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
     was_training = model.training
     model.train()  # gradients as training sees them (batch statistics in batch norm)
@@ -296,6 +303,7 @@ def kl_oracle(model: nn.Module, data: ImageData, batch_size: int = 256,
     each filter's term (a single-channel convolution); and only the rest of the network.
     `layers` limits the scoring to those convs.
     """
+    check_data(data)
     was_training = model.training
     model.eval()
     try:
@@ -311,7 +319,7 @@ def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
     each filter's term, the rest of the network on many filters at once."""
     front, middle, back = split_model(model, link.cut, link.consumer)
     consumer = model.get_submodule(link.consumer)
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals = torch.zeros(link.channels, device=device)
     for images, _ in data.batches(batch_size, device=device):
         chunk = max(1, images_per_pass // len(images))  # filters per pass: few images, many filters
@@ -331,7 +339,7 @@ def kl_layer_naive(model, link, data, batch_size=256):
     """The KL scores of one link's filters, as the paper defines them: one forward pass of
     the whole network per filter, with the filter's channel zeroed where it is final."""
     cut = model.get_submodule(link.cut)
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals = torch.zeros(link.channels, device=device)
     for images, _ in data.batches(batch_size, device=device):
         log_p = torch.log_softmax(model(images), 1)
@@ -379,9 +387,10 @@ def thinet(model: nn.Module, data: ImageData, per_image: int = 10, seed: int = 0
 
 def _thinet_sample(model, link, data, per_image, generator, batch_size) -> torch.Tensor:
     """Each channel's term at sampled entries of the consumer's output: (samples, channels)."""
+    check_data(data)
     front, _ = split_model(model, link.cut)
     consumer = model.get_submodule(link.consumer)
-    device = next(model.parameters()).device
+    device = model_device(model)
     return torch.cat([sampled_contributions(consumer, front(images), per_image, generator)[0]
                       for images, _ in data.batches(batch_size, device=device)])
 
@@ -463,11 +472,33 @@ def _unit(scores: torch.Tensor) -> torch.Tensor:
 
 
 def check_ratio(ratio: float, name: str = "ratio") -> float:
-    """A fraction of filters to remove must lie strictly between 0 and 1."""
-    if not 0 < ratio < 1:
-        raise ValueError(f"{name} is a fraction of filters to remove and must lie in (0, 1), "
-                         f"got {ratio}")
+    """A fraction of filters to remove must be a number strictly between 0 and 1."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio < 1:
+        raise ValueError(f"{name} is a fraction of filters to remove and must be a number in (0, 1), "
+                         f"got {ratio!r}")
     return ratio
+
+
+def check_data(data: ImageData) -> ImageData:
+    """Scores need images: an empty set would score nothing, and the plan would cut nothing."""
+    if len(data) == 0:
+        raise ValueError("the calibration data holds no images: a criterion needs some to score filters")
+    return data
+
+
+def check_scores(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scores a plan can be made from: at least one layer, each one finite number per filter."""
+    if not isinstance(scores, dict) or not scores:
+        raise ValueError(f"scores must map each layer to its filters' scores; got {type(scores).__name__} "
+                         f"{'(empty)' if isinstance(scores, dict) else ''}: was the criterion given any data?")
+    for name, values in scores.items():
+        if not torch.is_tensor(values) or values.ndim != 1 or not len(values):
+            shape = tuple(values.shape) if torch.is_tensor(values) else type(values).__name__
+            raise ValueError(f"the scores of {name} must be a 1-D tensor, one score per filter; got {shape}")
+        if not torch.isfinite(values).all():
+            raise ValueError(f"the scores of {name} hold NaN or infinite values: the criterion failed "
+                             f"(empty data, a diverged model?); a plan cannot be made from them")
+    return scores
 
 
 def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | None = None,
@@ -483,6 +514,7 @@ def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | No
     convolution, each of its groups loses its own lowest, as many as the others (surgery
     requires it); without a graph such a plan is refused there."""
     check_ratio(share, "share")
+    check_scores(scores)
     check_layers(layers)
     if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
         raise ValueError(f"round_to is a whole number of channels, at least 1; got {round_to!r}")
@@ -519,8 +551,13 @@ def group_scores(model: nn.Module, scores: dict[str, torch.Tensor],
     which keeps a group comparable with a single layer in a global ranking. A group of one
     conv keeps its own scores. `lowest` on the result cuts each group once."""
     graph = ModelGraph(model, example_input)
+    check_scores(scores)
     grouped = {}
     for group in graph.groups:
+        wrong = [conv for conv in group.convs if conv in scores and group.channels is not None
+                 and len(scores[conv]) != group.channels]
+        if wrong:
+            raise ValueError(f"{wrong[0]} has {group.channels} filters but {len(scores[wrong[0]])} scores")
         members = [scores[conv] for conv in group.convs if conv in scores]
         if group.prunable and members:
             grouped[group.convs[0]] = torch.stack(members).mean(0)
@@ -583,7 +620,7 @@ def globally_lowest(scores: dict[str, torch.Tensor], count: int) -> dict[str, li
     """A plan removing a **count** of filters: the `count` with the lowest scores across all
     layers (for scores comparable between layers, such as the KL oracle's), keeping at
     least one filter in every layer."""
-    total = sum(len(s) for s in scores.values())
+    total = sum(len(s) for s in check_scores(scores).values())
     if isinstance(count, bool) or not isinstance(count, numbers.Integral):
         raise ValueError(f"count is a number of filters and must be a whole number, got {count!r} "
                          f"(for a share of all filters, pass round(share * {total}))")

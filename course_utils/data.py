@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .storage import checked_load, checked_save, data_home
+from .storage import checked_load, checked_save, data_home, move_aside
 
 DATA_DIRS_ENV = "COURSE_DATA_DIRS"
 SPLITS = ("train", "val", "test")
@@ -117,7 +118,7 @@ class ImageData:
     def shuffled_parts(self, parts: int, seed: int = 0) -> list[ImageData]:
         """The images in `parts` disjoint random slices of (nearly) equal size, seeded: one
         epoch of fine-tuning spread over several pruning steps, a slice per step."""
-        if not (isinstance(parts, int) and 1 <= parts <= len(self)):
+        if isinstance(parts, bool) or not (isinstance(parts, int) and 1 <= parts <= len(self)):
             raise ValueError(f"parts must be a whole number from 1 to {len(self)}, got {parts}")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return [self.subset(chunk.to(self.device)) for chunk in order.chunk(parts)]
@@ -227,8 +228,8 @@ def load_dataset(name: str, split: str = "train", size: int | None = None, *,
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if size is not None and size < 1:
-        raise ValueError(f"size must be a positive number of images or None, got {size}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+        raise ValueError(f"size must be a whole, positive number of images or None, got {size!r}")
     try:
         images, labels, source = _load_cached(name, "test" if split == "test" else "train")
     except DatasetUnavailable as missing:
@@ -276,14 +277,36 @@ def _load_cached(name: str, split: str):
     full = FULL_SIZES[split][name]
     stored = checked_load(cache)
     if stored is not None and len(stored["labels"]) == full:
-        return stored["images"], stored["labels"], stored["source"]
+        try:
+            check_split(name, stored["images"], stored["labels"], cache)
+            return stored["images"], stored["labels"], stored["source"]
+        except ValueError as error:  # cached from a damaged copy before copies were checked
+            move_aside(cache, f"{error}; it is decoded again")
+            stored = None
     images, labels, source = _read(name, split)
+    check_split(name, images, labels, source)
     if len(labels) != full:
         _banner(f"{DATASETS[name].title} {split}: {len(labels):,} of its {full:,} images, from {source}",
                 "a partial copy: every number of this run is on fewer images than the papers'")
     if stored is None or len(labels) > len(stored["labels"]):
         checked_save({"images": images, "labels": labels, "source": source}, cache)
     return images, labels, source
+
+
+def check_split(name: str, images: torch.Tensor, labels: torch.Tensor, where) -> None:
+    """A decoded split must be uint8 images of the dataset's shape, one label each, every label
+    a class of the dataset: a damaged copy is refused here, naming it, not in a later loss."""
+    channels, side = (3, 32) if name == "cifar10" else (1, 28)
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (channels, side, side):
+        raise ValueError(f"{where}: images of shape {tuple(images.shape[1:])} ({images.dtype}), expected "
+                         f"uint8 images of {(channels, side, side)}: a damaged copy of {DATASETS[name].title}?")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"{where}: {len(images):,} images but {labels.numel():,} labels: a damaged or "
+                         f"mismatched copy of {DATASETS[name].title}")
+    classes = len(DATASETS[name].classes)
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        raise ValueError(f"{where}: labels range from {int(labels.min())} to {int(labels.max())}, but "
+                         f"{DATASETS[name].title} has classes 0 to {classes - 1}: a damaged copy?")
 
 
 def _read(name: str, split: str):
@@ -307,8 +330,12 @@ def _read_idx_copy(name: str, split: str, folder: Path):
         images_file = _idx_file(folder / sub, f"{prefix}-images-idx3-ubyte")
         labels_file = _idx_file(folder / sub, f"{prefix}-labels-idx1-ubyte")
         if images_file and labels_file:
-            images = torch.from_numpy(read_idx(images_file)).unsqueeze(1)
+            images = torch.from_numpy(read_idx(images_file))
             labels = torch.from_numpy(read_idx(labels_file)).long()
+            if images.ndim != 3 or labels.ndim != 1:
+                raise ValueError(f"{images_file.parent}: expected N x 28 x 28 images and N labels, found "
+                                 f"{tuple(images.shape)} and {tuple(labels.shape)}: a damaged copy")
+            images = images.unsqueeze(1)
             return images, labels, str(images_file.parent)
     return None
 
@@ -321,12 +348,22 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzipped or not, as a uint8 array."""
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if raw[:3] != b"\x00\x00\x08":
+    """Read an IDX file (the MNIST format), gzipped or not, as a uint8 array; a file whose
+    header and length disagree (truncated, or a lying header) is refused, naming it."""
+    try:
+        raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): a damaged copy?") from error
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: its header is cut short: a truncated copy")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + math.prod(shape)
+    if len(raw) != expected:
+        raise ValueError(f"{path}: its header announces {shape} ({expected:,} bytes) but the file has "
+                         f"{len(raw):,}: a truncated or damaged copy; replace it")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 

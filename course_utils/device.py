@@ -28,6 +28,14 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device(next(kind for kind in DEVICE_TYPES if _available(kind)))
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters (or, without any, its buffers) live; the CPU for a model
+    that has neither (nothing to move)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def _available(kind: str) -> bool:
     if kind == "cuda":
         return torch.cuda.is_available()

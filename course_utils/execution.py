@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -158,7 +159,15 @@ def execute(notebook: Path, output: Path, parameters: dict, timeout: float | Non
     report; raises NotebookFailed (with it) when a cell raised or the retry stalled too. The
     kernel logs errors only: its warning that local TCP traffic is unencrypted is noise here
     (kernels listen on 127.0.0.1); a notebook's own warnings still show in its outputs.
-    A parameter the notebook does not define is refused (ValueError) before anything runs."""
+    A parameter the notebook does not define, a timeout that is not a positive number of
+    seconds, or an output that would overwrite the notebook is refused (ValueError) before
+    anything runs."""
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout is the seconds a cell may take, a positive number (or None for no limit); "
+                         f"got {timeout!r}")
+    if Path(output).resolve() == Path(notebook).resolve():
+        raise ValueError(f"the output {output} is the notebook itself: running it would overwrite its "
+                         f"source; write the executed copy elsewhere")
     check_parameters(notebook, parameters)
     start, stalled = time.perf_counter(), None
     for tries in (1, 2):

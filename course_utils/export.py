@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from .device import model_device
 from .metrics import Latency, repeated
 
 INPUT, OUTPUT = "images", "logits"
@@ -69,7 +70,7 @@ def onnx_difference(model: nn.Module, session, example_input: torch.Tensor,
     """The largest absolute difference between ONNX's and PyTorch's logits, over random inputs
     shaped like `example_input` at each batch size."""
     model = model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch_size in batch_sizes:

@@ -32,10 +32,13 @@ def he_init_convs(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
+MAX_WIDTH = 4.0  # four times the papers' widths: past it a course model no longer fits a laptop
+
+
 def _check_width(width: float) -> None:
-    if not width > 0:
-        raise ValueError(f"width multiplier must be positive (1.0 is the paper's width), "
-                         f"got {width}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= MAX_WIDTH:
+        raise ValueError(f"width multiplier must be a number in (0, {MAX_WIDTH:g}] (1.0 is the paper's "
+                         f"width), got {width!r}")
 
 
 class AlexNet28(nn.Module):
@@ -241,6 +244,13 @@ def build_model(name: str, width: float = 1.0, num_classes: int = 10,
     paper 01's 28), vgg16, vgg16_gap, resnet18, or the adapted torchvision resnet50,
     densenet121, squeezenet1_1 (made `width` times as wide by surgery, see `surgery.thin`;
     `pretrained`: from ImageNet weights, at width 1 only)."""
+    _check_width(width)
+    for argument, value, low, high in (("num_classes", num_classes, 1, 100_000), ("in_channels", in_channels, 1, 64),
+                                       ("image_size", image_size, 8, 1_024)):
+        if value is None and argument == "image_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{argument} must be a whole number from {low} to {high:,}, got {value!r}")
     if pretrained and (name not in TORCHVISION_MODELS or width != 1.0):
         raise ValueError(f"ImageNet weights exist for {', '.join(TORCHVISION_MODELS)} at width "
                          f"1.0 only, not for {name} at width {width}")

@@ -32,7 +32,9 @@ class Number:
         if value is None:
             return None if self.none else "a value, not None"
         kind = numbers.Integral if self.integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return self.allowed()
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):
             return self.allowed()
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return self.allowed()
@@ -42,8 +44,9 @@ class Number:
 
     def allowed(self) -> str:
         kind = "a whole number" if self.integer else "a finite number"
-        low = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
-        high = "" if self.high is None else f"{'<' if self.open_high else '<='} {self.high:g}"
+        shown = (lambda bound: f"{int(bound):,}") if self.integer else (lambda bound: f"{bound:g}")
+        low = "" if self.low is None else f"{'>' if self.open_low else '>='} {shown(self.low)}"
+        high = "" if self.high is None else f"{'<' if self.open_high else '<='} {shown(self.high)}"
         bounds = " and ".join(b for b in (low, high) if b)
         return kind + (f" {bounds}" if bounds else "") + (" (or None)" if self.none else "")
 
@@ -85,16 +88,18 @@ class Text:
 
 @dataclass(frozen=True)
 class Many:
-    """A non-empty list or tuple whose items each meet `item`, without repeats."""
+    """A non-empty list or tuple whose items each meet `item`, without repeats (`unique`),
+    of exactly `length` items when that is given."""
 
     item: Number | Choice | Text
     none: bool = False
     unique: bool = True
+    length: int | None = None
 
     def problem(self, value) -> str | None:
         if value is None:
             return None if self.none else self.allowed()
-        if not isinstance(value, (list, tuple)) or not value:
+        if not isinstance(value, (list, tuple)) or not value or self.length not in (None, len(value)):
             return self.allowed()
         for entry in value:
             if (wrong := self.item.problem(entry)) is not None:
@@ -104,18 +109,53 @@ class Many:
         return None
 
     def allowed(self) -> str:
-        return (f"a non-empty list of {self.item.allowed()}"
+        return (f"a {'non-empty ' if self.length is None else ''}list of "
+                f"{self.length or ''}{' ' if self.length else ''}{self.item.allowed()}"
                 + (" (or None for the notebook's default)" if self.none else ""))
 
 
+@dataclass(frozen=True)
+class Named:
+    """A non-empty dict from names (non-empty strings) to values that each meet `item`."""
+
+    item: Number | Choice | Text | Many
+
+    def problem(self, value) -> str | None:
+        if not isinstance(value, dict) or not value:
+            return self.allowed()
+        for key, entry in value.items():
+            if not isinstance(key, str) or not key:
+                return f"{self.allowed()}; {key!r} is not a name"
+            if (wrong := self.item.problem(entry)) is not None:
+                return f"{self.allowed()}; {key!r}: {entry!r} is not {wrong}"
+        return None
+
+    def allowed(self) -> str:
+        return f"a non-empty dict of names to {self.item.allowed()}"
+
+
+# what every notebook's parameters cell holds, checked the same way everywhere
+COMMON = {
+    "PROFILE": Choice("auto", "smoke", "shapes", "quick", "paper"),
+    "DEVICE": Choice("cuda", "mps", "cpu", none=True),
+    "SEED": Number(0, 2**32 - 1, integer=True),
+    "RESULTS_FILE": Text(none=True),  # a path, or None in an interactive session
+}
+
+
 def check_parameters(namespace: dict, **specs) -> None:
-    """Raise one ValueError listing every parameter whose value in `namespace` breaks its spec."""
+    """Raise one ValueError listing every parameter whose value in `namespace` breaks its spec;
+    the parameters every notebook has (`COMMON`: PROFILE, DEVICE, SEED, RESULTS_FILE) are
+    checked too, wherever the namespace holds them."""
     problems = []
+    specs = {**{name: spec for name, spec in COMMON.items() if name in namespace}, **specs}
     for name, spec in specs.items():
         if name not in namespace:
             raise NameError(f"check_parameters: the notebook has no parameter {name}")
         if (problem := spec.problem(namespace[name])) is not None:
-            problems.append(f"  {name} = {namespace[name]!r}: must be {problem}")
+            shown = repr(namespace[name])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            problems.append(f"  {name} = {shown}: must be {problem}")
     if problems:
         raise ValueError("parameters out of range (set them in the parameters cell, or with "
                          "papermill -p NAME VALUE):\n" + "\n".join(problems))

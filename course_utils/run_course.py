@@ -8,6 +8,10 @@ and summary.md gathers one row per notebook from those JSON files; site/index.ht
 run as pages to read from disk (course_utils.site). A failing notebook is recorded and the
 others still run; the exit status says whether all succeeded.
 
+runs.json is written after every notebook, so an interrupted run resumes: the same command
+with `--out` of that run skips the notebooks that finished (same profile) and runs the rest.
+One process at a time writes a run folder (a lock on it): a second is refused, saying so.
+
 A successful run of the `quick` or `paper` profile also records each notebook's results,
 with its wall time, in notebooks/results/<profile>/<notebook>.json: the numbers a
 notebook's introduction may quote (tests/test_prose_numbers.py holds it to them); and its
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import sys
@@ -31,6 +34,7 @@ import nbformat
 from .execution import NotebookFailed, execute
 from .profiles import get_profile
 from .results import load_results
+from .storage import atomic_write, exclusive, move_aside, read_json, write_json
 from .site import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +79,8 @@ def write_summary(out: Path, runs: list[dict]) -> Path:
                  result.get("dataset", ""), f"{run['seconds']:.0f} s", headline]
         lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
     path = out / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    (out / "runs.json").write_text(json.dumps(runs, indent=2))
+    atomic_write(("\n".join(lines) + "\n").encode(), path)
+    write_json(runs, out / "runs.json")
     return path
 
 
@@ -85,13 +89,12 @@ def record_results(out: Path, run: dict, recorded: Path = RECORDED) -> Path | No
     results = out / f"{run['notebook']}.json"
     if run["status"] != "ok" or not results.exists():
         return None
-    record = json.loads(results.read_text())
+    record = read_json(results)
     if record.get("profile") not in RECORDED_PROFILES:
         return None
     record.update(seconds=run["seconds"], recorded=f"{datetime.date.today()}")
     path = recorded / record["profile"] / results.name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(record, path)
     executed = out / f"{run['notebook']}.ipynb"
     if executed.exists():
         nbformat.write(reference_copy(nbformat.read(executed, 4)), path.with_suffix(".ipynb"))
@@ -124,39 +127,76 @@ def _table_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def finished_runs(out: Path, profile: str) -> dict[str, dict]:
+    """The notebooks an earlier, interrupted run into `out` finished (status ok, results there),
+    by name; a run of another profile is refused, a damaged runs.json moved aside."""
+    path = out / "runs.json"
+    if not path.exists():
+        return {}
+    try:
+        runs = read_json(path)
+    except ValueError as error:
+        move_aside(path, f"{error}; its notebooks run again")
+        return {}
+    other = {run.get("profile") for run in runs} - {profile, None}
+    if other:
+        raise ValueError(f"{out} holds a run of the {', '.join(sorted(other))} profile; resume it with that "
+                         f"--profile, or choose another --out")
+    return {run["notebook"]: run for run in runs if run.get("status") == "ok"
+            and (out / f"{run['notebook']}.json").exists() and (out / f"{run['notebook']}.ipynb").exists()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=os.environ.get("COURSE_PROFILE", "auto"),
                         help="smoke, shapes, quick, paper or auto (default: $COURSE_PROFILE or auto)")
     parser.add_argument("--out", type=Path,
-                        default=ROOT / "runs" / f"{datetime.datetime.now():%Y-%m-%d_%H%M%S}")
-    parser.add_argument("--only", nargs="*", default=None,
+                        help="the run's folder (default: runs/<date and time>); an interrupted run's "
+                             "folder resumes it")
+    parser.add_argument("--only", nargs="+", default=None, metavar="PREFIX",
                         help="notebook name prefixes to run, e.g. 00 03 (default: all)")
     args = parser.parse_args(argv)
     try:
-        get_profile(args.profile)
+        profile = get_profile(args.profile).name
     except ValueError as error:
         parser.error(str(error))
     notebooks = [nb for nb in course_notebooks()
-                 if not args.only or any(nb.name.startswith(p) for p in args.only)]
+                 if args.only is None or any(nb.name.startswith(p) for p in args.only)]
     if not notebooks:
         parser.error(f"--only {' '.join(args.only)} names no notebook; they are: "
                      + ", ".join(nb.stem for nb in course_notebooks()))
-    args.out = args.out.resolve()  # the notebooks run in notebooks/: a relative path would land there
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file, not a folder")
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"{args.out} already holds a run; choose another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    # the notebooks run in notebooks/: a relative path would land there
+    out = (args.out or ROOT / "runs" / f"{datetime.datetime.now():%Y-%m-%d_%H%M%S}").resolve()
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / ".run_course", wait=False) as mine:
+        if not mine:
+            parser.error(f"another run_course is writing {out} now; wait for it, or choose another --out")
+        try:
+            done = finished_runs(out, profile)
+        except ValueError as error:
+            parser.error(str(error))
+        return _run_all(notebooks, out, profile, done)
+
+
+def _run_all(notebooks: list[Path], out: Path, profile: str, done: dict[str, dict]) -> int:
+    """Run every notebook not already `done`, recording runs.json after each; then the summary and pages."""
+    if done:
+        print(f"resuming {out}: {len(done)} of {len(notebooks)} notebooks finished before, skipped", flush=True)
+    runs = [run for run in done.values() if run["notebook"] not in {nb.stem for nb in notebooks}]
     for notebook in notebooks:
-        print(f"running {notebook.name} (profile {args.profile}) ...", flush=True)
-        runs.append(run_notebook(notebook, args.out, args.profile))
+        if notebook.stem in done:
+            runs.append(done[notebook.stem])
+            continue
+        print(f"running {notebook.name} (profile {profile}) ...", flush=True)
+        runs.append({**run_notebook(notebook, out, profile), "profile": profile})
         print(f"  {runs[-1]['status']} in {runs[-1]['seconds']:.0f} s", flush=True)
-        record_results(args.out, runs[-1])
-    summary = write_summary(args.out, runs)
+        write_json(runs, out / "runs.json")
+        record_results(out, runs[-1])
+    summary = write_summary(out, runs)
     print(summary.read_text())
-    print(f"pages to read: {build_site(args.out)}")
+    print(f"pages to read: {build_site(out)}")
     return 0 if all(run["status"] == "ok" for run in runs) else 1
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from .models import build_model
 from .storage import atomic_save, digest
-from .surgery import remove_filters
+from .surgery import SurgeryError, remove_filters
 
 FORMAT = "course_utils.pruned/1"
 
@@ -55,25 +55,61 @@ def load_pruned(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     except Exception as error:  # noqa: BLE001 (truncated, random bytes, not a torch file)
         raise PrunedFileError(f"{path} cannot be read as a pruned model ({type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else 'no message'})") from error
-    if not (isinstance(stored, dict) and stored.get("contents", {}).get("format") == FORMAT):
+    contents = stored.get("contents") if isinstance(stored, dict) else None
+    if not (isinstance(contents, dict) and contents.get("format") == FORMAT):
         raise PrunedFileError(f"{path} was not written by save_pruned (no {FORMAT!r} marker)")
-    contents = stored["contents"]
     if digest(contents) != stored.get("sha256"):
         raise PrunedFileError(f"{path}: its contents do not match their checksum (a damaged copy?)")
+    _check_contents(contents, path)
     model = _rebuild(contents["architecture"], contents["plans"], contents["input_shape"], path)
     _check_shapes(model, contents["state_dict"], path)
     model.load_state_dict(contents["state_dict"])
     return model.to(device).eval()
 
 
+ARCHITECTURE_FIELDS = {"name": str, "width": (int, float), "num_classes": int, "in_channels": int,
+                       "image_size": (int, type(None)), "pretrained": bool}
+MAX_SIDE = 256  # pixels of the traced example input's side (the course traces 28 to 224)
+MAX_PLANS = 1_000
+
+
+def _check_contents(contents: dict, path: Path) -> None:
+    """Every field of a file in bounds before anything is built from it: a crafted file
+    cannot make the loader allocate without limit, nor fail with an error that hides the file."""
+    def refuse(problem):
+        raise PrunedFileError(f"{path}: {problem}; not a pruned model this course can rebuild")
+
+    architecture, plans, shape = (contents.get(k) for k in ("architecture", "plans", "input_shape"))
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("name"), str):
+        refuse("its architecture is not build_model's arguments")
+    for key, value in architecture.items():
+        if key not in ARCHITECTURE_FIELDS or not isinstance(value, ARCHITECTURE_FIELDS[key]):
+            refuse(f"its architecture has {key}={value!r}")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(n) is int for n in shape)
+            and 1 <= shape[0] <= 64 and all(1 <= n <= MAX_SIDE for n in shape[1:])):
+        refuse(f"its input shape {shape!r} is not [channels, height, width] of at most 64 x {MAX_SIDE} x {MAX_SIDE}")
+    if not (isinstance(plans, list) and len(plans) <= MAX_PLANS and all(
+            isinstance(plan, dict) and all(isinstance(conv, str) and isinstance(indices, list)
+                                           and all(type(i) is int for i in indices) for conv, indices in plan.items())
+            for plan in plans)):
+        refuse(f"its plans are not a list of at most {MAX_PLANS} {{conv name: [filter indices]}}")
+    state = contents.get("state_dict")
+    if not (isinstance(state, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items())):
+        refuse("its weights are not a state dict of tensors")
+
+
 def _rebuild(architecture: dict, plans: list[dict], shape: list[int], path: Path) -> nn.Module:
     try:
         model = build_model(**architecture)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, FileNotFoundError) as error:
         raise PrunedFileError(f"{path}: cannot build the dense model {architecture}: {error}") from error
     example = torch.zeros(1, *shape)
-    for plan in plans:
-        remove_filters(model, example, plan)
+    for number, plan in enumerate(plans, 1):
+        try:
+            remove_filters(model, example, plan)
+        except SurgeryError as error:
+            raise PrunedFileError(f"{path}: its plan {number} of {len(plans)} does not apply to {architecture}: "
+                                  f"{error}") from error
     return model
 
 

@@ -11,7 +11,6 @@ and the run's summary table.
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 import sys
@@ -22,6 +21,7 @@ import nbformat
 
 from .highlights import highlights_table
 from .results import load_results
+from .storage import read_json
 
 SITE = "site"
 MATHJAX = "mathjax"  # site/mathjax/: MathJax 2 with TeX input and HTML-CSS output, about 2.5 MB
@@ -60,14 +60,20 @@ def build_site(run: Path, site: Path | None = None) -> Path:
     site.mkdir(parents=True, exist_ok=True)
     copy_mathjax(site)
     exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
-    statuses = {r["notebook"]: r for r in json.loads((run / "runs.json").read_text())} \
-        if (run / "runs.json").exists() else _recorded_statuses(run)
+    statuses = _run_statuses(run) if (run / "runs.json").exists() else _recorded_statuses(run)
     name = f"the run {run.name}" if (run / "runs.json").exists() else f"the recorded {run.name} run"
     rows = []
     for path in sorted(run.glob("[0-9][0-9]_*.ipynb")):
-        notebook = nbformat.read(path, 4)
+        notebook = _readable_notebook(path)
+        if notebook is None:
+            continue
         notebook.metadata.pop("widgets", None)  # live widget state would load their JavaScript from a CDN
-        body, _ = exporter.from_notebook_node(notebook)
+        try:
+            body, _ = exporter.from_notebook_node(notebook)
+        except Exception as error:  # noqa: BLE001 (a malformed notebook: skipped, the rest built)
+            print(f"skipped {path}: it cannot be turned into a page ({type(error).__name__}: {error})",
+                  file=sys.stderr)
+            continue
         body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")  # no page needs it
         body = _NOTEBOOK_LINK.sub(r'href="\1.html"', body)  # a link to a course notebook opens its page
         (site / f"{path.stem}.html").write_text(body, encoding="utf-8")
@@ -75,7 +81,7 @@ def build_site(run: Path, site: Path | None = None) -> Path:
         rows.append(f"<tr><td><a href='{path.stem}.html'>{html.escape(path.stem)}</a></td>"
                     f"<td>{html.escape(notebook_title(notebook))}</td>"
                     f"<td>{html.escape(status.get('status', ''))}</td>"
-                    f"<td>{status.get('seconds', 0) / 60:.1f} min</td></tr>")
+                    f"<td>{(status.get('seconds') or 0) / 60:.1f} min</td></tr>")
     summary = (run / "summary.md").read_text() if (run / "summary.md").exists() else ""
     summary_html = mistune.create_markdown(plugins=["table"])(summary.split("\n", 1)[-1])
     index = site / "index.html"
@@ -102,14 +108,32 @@ target). Each notebook's page shows how they were measured.</p>
     return index
 
 
+def _readable_notebook(path: Path) -> nbformat.NotebookNode | None:
+    """The executed notebook at `path`, or None (said on stderr, naming it) when it cannot be read."""
+    try:
+        notebook = nbformat.read(path, 4)
+        notebook.cells  # noqa: B018 (a JSON object without cells is not a notebook)
+        return notebook
+    except Exception as error:  # noqa: BLE001 (truncated, empty, not a notebook: skipped, the rest built)
+        print(f"skipped {path}: it cannot be read as a notebook ({type(error).__name__})", file=sys.stderr)
+        return None
+
+
+def _run_statuses(run: Path) -> dict:
+    """Status and wall time of each notebook of a `run_course` run, from its runs.json."""
+    try:
+        runs = read_json(run / "runs.json")
+        return {r["notebook"]: r for r in runs if isinstance(r, dict) and "notebook" in r}
+    except (OSError, ValueError, TypeError) as error:
+        print(f"skipped {run / 'runs.json'}: {error}", file=sys.stderr)
+        return {}
+
+
 def _recorded_statuses(run: Path) -> dict:
     """Status and wall time of each notebook of a recorded run, from its results files."""
-    statuses = {}
-    for path in run.glob("[0-9][0-9]_*.json"):
-        record = json.loads(path.read_text())
-        statuses[path.stem] = dict(status=f"recorded {record.get('recorded', '')}".strip(),
-                                   seconds=record.get("seconds", 0))
-    return statuses
+    return {record["notebook"]: dict(status=f"recorded {record.get('recorded', '')}".strip(),
+                                     seconds=record.get("seconds") or 0)
+            for record in load_results(run)}
 
 
 def main(argv: list[str] | None = None) -> int:

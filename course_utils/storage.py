@@ -8,12 +8,18 @@ next write, once it is an hour old). `checked_save` also stores a SHA-256 digest
 contents; `checked_load` recomputes it, and moves a file that is unreadable or whose
 digest differs aside (to `<name>.corrupt`), saying which file, so that it is rebuilt.
 `exclusive(path)` lets one process build a file while others that want it wait, then load it.
+Results and records are strict JSON (`write_json`: no NaN, written the same atomic way); a
+full disk is one clear error (`DiskFull`) that names the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
+import json
+import math
 import os
 import tempfile
 import time
@@ -44,8 +50,14 @@ def data_home() -> Path:
     return home
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to `path` through a temporary file and a rename."""
+class DiskFull(OSError):
+    """The disk had no room for a file the course writes: one sentence, the file named."""
+
+
+def atomic_write(data: bytes, path: Path) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename, so a
+    crash or a full disk leaves the previous file whole; a full disk raises `DiskFull`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         if time.time() - leftover.stat().st_mtime > STALE_SECONDS:
@@ -53,25 +65,73 @@ def atomic_save(obj, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(error.errno, f"no space left on the disk to write {path} ({len(data):,} bytes); "
+                                        f"free some space and run it again (the previous file, if any, is "
+                                        f"unchanged)") from None
         raise
 
 
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to `path`, serialised in memory first, then `atomic_write`."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), Path(path))
+
+
+def plain_json(value):
+    """`value` with every non-finite float made None: strict JSON (NaN and Infinity are not)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    return value
+
+
+def write_json(value, path: Path) -> None:
+    """`value` as strict, indented JSON (non-finite floats as null), written atomically."""
+    atomic_write((json.dumps(plain_json(value), indent=2, allow_nan=False) + "\n").encode(), Path(path))
+
+
+def read_json(path: Path):
+    """The JSON at `path`, or a ValueError naming the file when it cannot be read as JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it may be truncated") from error
+
+
+def move_aside(path: Path, problem: str) -> Path:
+    """Move a damaged file to `<name>.corrupt`, saying which file and why; returns where."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    print(f"!!! {path}: {problem}; moved aside to {aside.name}", flush=True)
+    return aside
+
+
 @contextlib.contextmanager
-def exclusive(path: Path):
-    """Holds an exclusive lock on `<path>.lock` (waiting for it): two processes that would
-    train the same checkpoint (a sweep's workers, parallel tests) train it once, the second
-    loading what the first saved. The lock goes with the process, even a killed one."""
+def exclusive(path: Path, wait: bool = True):
+    """Holds an exclusive lock on `<path>.lock`: two processes that would train the same
+    checkpoint (a sweep's workers, parallel tests) train it once, the second loading what
+    the first saved. The lock goes with the process, even a killed one. Yields True once
+    held; with `wait=False` it yields False at once when another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+        yield True
 
 
 def digest(obj) -> str:
@@ -118,7 +178,5 @@ def checked_load(path: Path, **load_arguments):
     if problem is None:
         _VERIFIED.add(stamp)  # the same file again in this process: its digest is not recomputed
         return stored["contents"]
-    aside = path.with_name(path.name + ".corrupt")
-    os.replace(path, aside)
-    print(f"!!! {path}: {problem}; moved aside to {aside.name}, rebuilding it", flush=True)
+    move_aside(path, f"{problem}, so it is rebuilt")
     return None

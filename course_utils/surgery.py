@@ -64,6 +64,8 @@ SPATIAL_FUNCTIONS = {_F.max_pool2d, _F.avg_pool2d, _F.adaptive_avg_pool2d, _F.ad
 MOVING_AXES = {"permute", torch.permute, "transpose", torch.transpose, "movedim", torch.movedim}
 CHANNELWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float",
                        "to", "type_as", "detach"}
+# a removed channel passes these unchanged in eval mode (dropout drops nothing at inference)
+IDENTITY_AT_INFERENCE = {_F.dropout, _stochastic_depth, "contiguous", "clone", "float", "to", "type_as", "detach"}
 JOINING = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
            torch.add, torch.mul, torch.sub, "add", "add_", "mul", "mul_", "sub", "sub_"}
 NOT_TENSORS = {"size", "dim"}  # methods whose result carries no channels
@@ -71,10 +73,15 @@ NOT_TENSORS = {"size", "dim"}  # methods whose result carries no channels
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of `length` consecutive channels produced by one channel source."""
+    """A run of `length` consecutive channels produced by one channel source. `zero` is what a
+    removed channel of it is at this point of the masked network: 0 after its (zeroed) producer,
+    0.5 after a sigmoid, 1 after `+ 1`; None when it differs from channel to channel (a
+    per-channel shift). Where a consumer reads a nonzero one, removal equals masking only if
+    the constant is folded into the consumer's bias."""
 
     source: int
     length: int | None
+    zero: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,19 @@ class Layout:
     @property
     def channels_first(self) -> bool:
         return self.channel_dim == 1 and not self.flattened
+
+    def with_zeros(self, zeros) -> Layout:
+        """The same channels, a removed channel of segment i now being `zeros[i]`."""
+        return replace(self, segments=tuple(replace(s, zero=z) for s, z in zip(self.segments, zeros)))
+
+    def mapped(self, function) -> Layout:
+        """The same channels after an elementwise `function` of a removed channel's value."""
+        return self.with_zeros([None if s.zero is None else function(s.zero) for s in self.segments])
+
+    @property
+    def reset(self) -> Layout:
+        """After a layer that masking zeroes too (a batch norm, a depthwise conv): zero again."""
+        return self.with_zeros([0.0] * len(self.segments))
 
 
 @dataclass
@@ -239,6 +259,7 @@ class ModelGraph:
         self.slice_layer_norms = slice_layer_norms
         self.module = trace(model)
         self.modules = dict(model.named_modules())
+        self._tied = _tied_modules(model)
         if example_input is not None:
             _propagate_shapes(self.module, model, example_input)
         self._parent: list[int] = []
@@ -305,30 +326,33 @@ class ModelGraph:
     def _module_node(self, node, inputs, reused: bool) -> Layout | None:
         name, module = node.target, self.modules[node.target]
         layout = inputs[0] if inputs else None
-        has_weights = any(True for _ in module.parameters(recurse=False))
-        if reused and has_weights and inputs:
-            self._forbid(inputs, f"module {name} is called more than once")
+        has_weights = any(True for _ in module.parameters(recurse=False)) or _parametrized(module)
+        unsliceable = _unsliceable(name, module, reused, self._tied) if has_weights else None
+        if unsliceable and inputs:
+            self._forbid(inputs, unsliceable)
         if isinstance(module, nn.Conv2d):
             if layout is not None and not layout.channels_first:
                 self._forbid(inputs, f"{name} reads them in a layout surgery does not follow")
                 layout = None
-            return self._conv_node(name, module, layout, reused)
+            return self._conv_node(name, module, layout, unsliceable)
         if layout is None:
             return None
         if isinstance(module, nn.BatchNorm2d) and layout.channels_first:
             self.consumers.append(_Consumer(name, "batchnorm", layout))
-            return layout
-        if isinstance(module, CHANNELWISE_MODULES) or (
-                isinstance(module, SPATIAL_MODULES) and layout.channels_first):
-            return layout
+            return layout.reset  # masking zeroes the norm's scale and shift too
+        if isinstance(module, CHANNELWISE_MODULES):
+            return layout.mapped(lambda value: _module_value(module, value))
+        if isinstance(module, SPATIAL_MODULES) and layout.channels_first:
+            return layout.mapped(lambda value: _pooled_value(module, value))
         if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1 \
                 and layout.channel_dim == 1:
             return _flatten(layout, node)
         if isinstance(module, nn.Linear) and layout.flattened:
+            self._read_constants(name, layout, exact=True)
             self.consumers.append(_Consumer(name, "linear", layout))
             return None
         if isinstance(module, nn.Linear) and layout.channel_dim == -1:
-            return self._linear_on_channels(name, module, layout, reused)
+            return self._linear_on_channels(name, module, layout, unsliceable)
         if isinstance(module, nn.LayerNorm) and layout.channel_dim == -1:
             return self._layer_norm(name, module, layout, inputs)
         self._forbid(inputs, f"they meet {type(module).__name__} {name}, which surgery "
@@ -343,27 +367,31 @@ class ModelGraph:
             self._forbid(inputs, _normalised_together(name))
         return layout
 
-    def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout, reused: bool):
+    def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout, unsliceable: str | None):
         """A Linear on the channel axis of a channels-last tensor: a 1x1 convolution."""
+        self._read_constants(name, layout, exact=True)
         self.consumers.append(_Consumer(name, "channels", layout))
-        reason = f"module {name} is called more than once" if reused else None
-        segment = Segment(self._new_source(name, reason), linear.out_features)
+        segment = Segment(self._new_source(name, unsliceable), linear.out_features)
         self._conv_segment[name] = segment
         return Layout((segment,), channel_dim=-1)
 
-    def _conv_node(self, name, conv: nn.Conv2d, layout: Layout | None, reused: bool):
+    def _conv_node(self, name, conv: nn.Conv2d, layout: Layout | None, unsliceable: str | None):
         if layout is not None and conv.groups == 1:
+            # a constant channel is one constant per output where the kernel never meets padding
+            # zeros: no padding, or padding that repeats the border (replicate, reflect, circular)
+            exact = conv.padding_mode != "zeros" or not any(_pairs(conv.padding))
+            self._read_constants(name, layout, exact)
             self.consumers.append(_Consumer(name, "conv", layout))
         depthwise = conv.groups == conv.in_channels == conv.out_channels
         passes = conv.groups > 1 and conv.in_channels == conv.out_channels and layout is not None \
-            and not reused and (depthwise or len(layout.segments) == 1)
+            and not unsliceable and (depthwise or len(layout.segments) == 1)
         if passes:  # output channel i is made from input channel i's group: one channel
             self.consumers.append(_Consumer(name, "grouped", layout))
             if len(layout.segments) == 1:
                 self._conv_segment[name] = layout.segments[0]
                 if not depthwise:
                     self._split.append((layout.segments[0].source, conv.groups))
-            return layout
+            return layout.reset  # masking zeroes the removed channels' filters here too
         reason = None
         if conv.groups > 1:
             reason = (f"{name} is a grouped convolution with {conv.in_channels} inputs and "
@@ -371,21 +399,38 @@ class ModelGraph:
                       else f"{name} is a grouped convolution reading concatenated channels")
             if layout is not None:
                 self._forbid([layout], reason)
-        if reused:
-            reason = f"module {name} is called more than once"
-        segment = Segment(self._new_source(name, reason), conv.out_channels)
+        segment = Segment(self._new_source(name, unsliceable or reason), conv.out_channels)
         self._conv_segment[name] = segment
         return Layout((segment,))
+
+    def _read_constants(self, name: str, layout: Layout, exact: bool) -> None:
+        """`name` reads `layout`: a removed channel that is a nonzero constant there is folded
+        into `name`'s bias when that is `exact`, and refused otherwise; one that is not a
+        constant (None) is refused. Removal then computes what masking computes."""
+        for segment in layout.segments:
+            if segment.zero == 0.0 or segment.zero is not None and exact:
+                continue
+            if segment.zero is None:
+                reason = (f"a removed channel would not be zero where {name} reads it (it meets a "
+                          f"per-channel shift on the way), so removing it would not compute what masking does")
+            else:
+                reason = (f"a removed channel is the constant {segment.zero:g} where {name} reads it (after a "
+                          f"sigmoid or a shift), and {name} pads with zeros: at the borders removing it would "
+                          f"not compute what masking does")
+            self._forbid([Layout((segment,))], reason)
 
     def _function_node(self, node, layouts, inputs) -> Layout | None:
         target = node.target
         if not inputs or target in NOT_TENSORS or target is getattr:
             return None
         first = layouts.get(node.args[0]) if node.args else None
-        if target in CHANNELWISE_FUNCTIONS or target in CHANNELWISE_METHODS or (
-                target in SPATIAL_FUNCTIONS and first is not None and first.channels_first):
+        if target in CHANNELWISE_FUNCTIONS or target in CHANNELWISE_METHODS:
             if first is not None and len(inputs) == 1:
-                return first
+                return first if target in IDENTITY_AT_INFERENCE else \
+                    first.mapped(lambda value: _node_value(node, {node.args[0]: value}))
+        elif target in SPATIAL_FUNCTIONS and first is not None and first.channels_first:
+            if len(inputs) == 1:  # an average may pad with zeros: a nonzero constant is one no more
+                return first.mapped(lambda value: value if value == 0 or target is not _F.avg_pool2d else None)
         elif target in JOINING:
             return self._join(node, layouts, inputs)
         elif target is torch.cat:
@@ -421,7 +466,8 @@ class ModelGraph:
         others = [n for n in operands if n not in layouts]
         if others:
             if len(inputs) == 1 and all(self._channel_parameter(n, node, inputs[0]) for n in others):
-                return inputs[0]  # a per-channel scale or shift, such as ConvNeXt's layer scale
+                # a per-channel scale or shift (ConvNeXt's layer scale)
+                return inputs[0].with_zeros(_joined_zeros(node, layouts))
             self._forbid(inputs, f"{_describe(node)} combines them with a tensor that is "
                                  f"not a convolution's output")
             return None
@@ -434,7 +480,7 @@ class ModelGraph:
                 return None
             for a, b in zip(first.segments, other.segments):
                 self._union(a.source, b.source)
-        return first
+        return first.with_zeros(_joined_zeros(node, layouts))
 
     def _channel_parameter(self, parameter: torch.fx.Node, node, layout: Layout) -> bool:
         """Record `parameter` as a consumer sliced with the channels when it holds one value
@@ -570,9 +616,16 @@ class ModelGraph:
         merging different choices would remove their union, far more than any member asked
         for. Such a plan is refused; `criteria.group_scores` scores each group once, so that
         `lowest(group_scores(...), share)` cuts every group's share exactly once."""
+        if not isinstance(plan, Mapping):
+            raise SurgeryError(f"a plan maps each conv's name to the indices of the filters to remove, "
+                               f"such as {{'features.0': [3, 7]}}; got {type(plan).__name__} {plan!r:.60}")
         removed: dict[int, set[int]] = defaultdict(set)
         named_by: dict[int, str] = {}
         for conv, indices in plan.items():
+            if not isinstance(conv, str):
+                raise SurgeryError(f"a plan's keys are conv names (strings); got {conv!r}")
+            if isinstance(indices, (str, bytes, Mapping)) or not hasattr(indices, "__iter__"):
+                raise SurgeryError(f"the plan for {conv} must list filter indices; got {type(indices).__name__}")
             group = self.group_of(conv)
             if torch.is_tensor(indices) and indices.dtype == torch.bool:
                 raise SurgeryError(f"the plan for {conv} is a boolean mask; give the indices of the "
@@ -614,11 +667,19 @@ class ModelGraph:
 
     def positions(self, layout: Layout, removed: dict[int, list[int]]) -> list[int]:
         """Indices along a consumer's input channels that the removal deletes."""
+        return [position for position, _ in self._removed_inputs(layout, removed)]
+
+    def constants(self, layout: Layout, removed: dict[int, list[int]]) -> dict[int, float]:
+        """{input position: its constant} for the deleted input channels that are not zero where
+        the consumer reads them (after a sigmoid, `+ 1`): what folding into its bias keeps."""
+        return {position: zero for position, zero in self._removed_inputs(layout, removed) if zero}
+
+    def _removed_inputs(self, layout: Layout, removed: dict[int, list[int]]) -> list[tuple[int, float | None]]:
         found, offset = [], 0
         for segment in layout.segments:
             index = self._group_of_root.get(self._find(segment.source))
             if index in removed:
-                found += [offset + i for i in removed[index]]
+                found += [(offset + i, segment.zero) for i in removed[index]]
             if segment.length is None and index in removed:
                 raise SurgeryError("channel offsets unknown; build the graph with an example input")
             offset += segment.length or 0
@@ -649,6 +710,98 @@ def _check_balanced(group: ChannelGroup, channels: list[int], groups: int) -> No
 
 
 # ---------------------------------------------------------------- helpers of the walk
+
+
+def _node_value(node: torch.fx.Node, values: dict) -> float | None:
+    """The node's result when each operand in `values` is that constant everywhere: what a
+    removed channel becomes through it. None when that depends on another tensor (a
+    per-channel parameter: tried at two stand-in values), is not a finite number, or when an
+    operand is already None."""
+    if any(value is None for value in values.values()):
+        return None
+    results = set()
+    for stand_in in (1.0, 2.0):
+        def operand(n):
+            return torch.tensor([values.get(n, stand_in)], dtype=torch.float64)
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), operand)
+        try:
+            with torch.no_grad():
+                result = (getattr(args[0], node.target)(*args[1:], **kwargs) if node.op == "call_method"
+                          else node.target(*args, **kwargs))
+        except Exception:  # noqa: BLE001 (an operation that cannot run on a stand-in: unknown)
+            return None
+        if not torch.is_tensor(result) or result.numel() != 1:
+            return None
+        results.add(float(result))
+    value = results.pop() if len(results) == 1 else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _joined_zeros(node: torch.fx.Node, layouts: dict) -> list[float | None]:
+    """What a removed channel becomes through an add or a multiply (a constant such as `+ 1`
+    included), segment by segment of operands that share one layout."""
+    tensors = [n for n in _input_nodes(node) if n in layouts]
+    return [_node_value(node, {n: layouts[n].segments[i].zero for n in tensors})
+            for i in range(len(layouts[tensors[0]].segments))]
+
+
+def _module_value(module: nn.Module, value: float) -> float | None:
+    """What a channel-wise module makes of a channel that is `value` everywhere (in eval mode)."""
+    if isinstance(module, (nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity)):
+        return value
+    if any(True for _ in module.parameters()):  # PReLU's slopes: zero stays zero, others vary
+        return 0.0 if value == 0 else None
+    with torch.no_grad():
+        result = float(module(torch.tensor([value], dtype=torch.float64)))
+    return result if math.isfinite(result) else None
+
+
+def _pooled_value(pool: nn.Module, value: float) -> float | None:
+    """A constant channel after pooling: the same constant, unless an average counts padding zeros."""
+    pads = isinstance(pool, nn.AvgPool2d) and pool.count_include_pad and any(_pairs(pool.padding))
+    return None if pads and value != 0 else value
+
+
+def _pairs(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _parametrized(module: nn.Module) -> bool:
+    """Whether a weight of `module` is computed (torch.nn.utils.parametrize, or the older
+    weight_norm and spectral_norm hooks) rather than stored."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return parametrize.is_parametrized(module) or any(
+        isinstance(hook, (WeightNorm, SpectralNorm)) for hook in module._forward_pre_hooks.values())
+
+
+def _unsliceable(name: str, module: nn.Module, reused: bool, tied: dict[str, list[str]]) -> str | None:
+    """Why the weights of `name` cannot be sliced alone, or None."""
+    if reused:
+        return f"module {name} is called more than once"
+    if name in tied:
+        return (f"a parameter of {name} is tied to {', '.join(tied[name])} (the same tensor): "
+                f"slicing one would untie them")
+    if _parametrized(module):
+        return (f"the weight of {name} is parametrized (weight_norm, spectral_norm): slicing it would leave "
+                f"the tensors it is computed from unchanged; remove the parametrization first "
+                f"(torch.nn.utils.parametrize.remove_parametrizations({name}, 'weight')) or prune by masking")
+    return None
+
+
+def _tied_modules(model: nn.Module) -> dict[str, list[str]]:
+    """{module: the other modules sharing one of its parameters}, for every module that shares."""
+    owners: dict[int, set[str]] = defaultdict(set)
+    for name, module in model.named_modules(remove_duplicate=False):
+        for parameter in module.parameters(recurse=False):
+            owners[id(parameter)].add(name)
+    tied: dict[str, set[str]] = defaultdict(set)
+    for names in owners.values():
+        for name in names:
+            tied[name] |= names - {name}
+    return {name: sorted(others) for name, others in tied.items() if others}
 
 
 def _input_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
@@ -770,8 +923,29 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor,
                 module.out_channels -= len(channels)
     for consumer, positions in consumers:
         if positions:
+            constants = graph.constants(consumer.layout, removed)
+            if constants:
+                _fold_into_bias(graph.modules[consumer.module], consumer, constants)
             _shrink_consumer(graph.modules[consumer.module], consumer, positions)
     return model
+
+
+@torch.no_grad()
+def _fold_into_bias(module: nn.Module, consumer: _Consumer, constants: dict[int, float]) -> None:
+    """Add to the consumer's bias what the removed input channels contributed as constants
+    (`ModelGraph` allowed it only where that is exact), creating the bias if there is none."""
+    weight = module.weight.detach()
+    if consumer.kind == "linear":  # each channel is `spatial` consecutive columns
+        weight = weight.view(weight.shape[0], -1, consumer.layout.spatial)
+    elif consumer.kind not in ("conv", "channels"):
+        return  # a batch norm or depthwise conv: masking zeroes what comes out of it
+    positions = torch.tensor(list(constants), device=weight.device)
+    values = torch.tensor(list(constants.values()), dtype=weight.dtype, device=weight.device)
+    taken = weight.index_select(1, positions)
+    added = (taken.flatten(2).sum(2) if taken.ndim > 2 else taken) @ values
+    if module.bias is None:
+        module.bias = nn.Parameter(torch.zeros_like(added))
+    module.bias += added
 
 
 def _shrink_consumer(module: nn.Module, consumer: _Consumer, positions: list[int]) -> None:

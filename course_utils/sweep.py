@@ -7,28 +7,33 @@ Every combination of the `--grid` values is one run, in its own folder under `--
 (`runs/sweeps/<notebook>` by default), named after its grid values and a digest of all
 its parameters: the executed notebook, the results JSON the notebook saved, and run.json
 (parameters, status, seconds, the error if it failed, a stall that caused a retry).
-A parameter the notebook does not define is refused before anything runs. Finished runs
-are never run again nor overwritten, so the same command resumes a sweep (the same grid
-with another `--set` is other runs); a failed run is recorded, the others go on, and the
-next call retries it. results.csv has
-a row per run (its parameters and headline numbers); with `--plot KEY`, plot.png draws
-that headline number against the first grid parameter, the mean and spread over the
-others.
+A parameter the notebook does not define, or one given twice, is refused before anything
+runs. Finished runs are never run again nor overwritten, so the same command resumes a
+sweep (the same grid with another `--set` is other runs); a failed run is recorded, the
+others go on, and the next call retries it. results.csv has a row per run (its parameters
+and headline numbers); with `--plot KEY`, plot.png draws that headline number against the
+first grid parameter, the mean and spread over the others.
 
 Each run is one task on a Dask distributed cluster: by default a local one with `--jobs`
 worker processes (the cores shared between them), or an existing one with `--scheduler
-ADDRESS` (started by hand, or by dask-jobqueue on SLURM/PBS, or dask-kubernetes). A run is
-written to a `.partial-*` folder and renamed when it ends, so a worker that dies mid-run
-leaves nothing that counts as done, and Dask runs the task again on another worker; a
-notebook that raises, or whose own process is killed (the out-of-memory killer takes the
-notebook's kernel, not the worker), is a finished task, recorded as failed, and run
-again by the next call.
+ADDRESS` (started by hand, or by dask-jobqueue on SLURM/PBS, or dask-kubernetes). A run
+holds a lock on its folder while it works (out/.locks/), so two sweeps into one `--out`
+share the work: the second waits for a run the first is doing and finds it finished, and a
+finished run is never replaced. A run is written to a `.partial-*` folder and renamed when
+it ends, so a worker that dies mid-run leaves nothing that counts as done, and Dask runs the
+task again on another worker; `.partial-*` folders no live process owns (a sweep killed by
+Ctrl-C or SIGKILL) are removed by the next sweep into the folder. A notebook that raises, or
+whose own process is killed (the out-of-memory killer takes the notebook's kernel, not the
+worker), is a finished task, recorded as failed, and run again by the next call. A run.json
+or results.json that cannot be read is named, moved aside and run again; results.csv is
+written whole or not at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import glob
 import hashlib
 import importlib.util
 import itertools
@@ -50,6 +55,7 @@ from tqdm.auto import tqdm
 
 from .execution import check_parameters
 from .profiles import get_profile
+from .storage import atomic_write, exclusive, move_aside, read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_READABLE = 80  # characters of a run folder's name taken from its values (a digest follows)
@@ -77,6 +83,30 @@ def parse_assignment(text: str, grid: bool):
     return name, parsed
 
 
+SET_BY_THE_SWEEP = ("RESULTS_FILE",)  # each run's results go to its own folder
+
+
+def read_assignments(grid_texts: list[str], set_texts: list[str]) -> tuple[dict, dict]:
+    """The `--grid` and `--set` assignments as two dicts; a name given twice (in one of them
+    or in both), a value repeated in a grid, or a parameter the sweep sets itself is refused:
+    otherwise one of the values would be dropped without a word."""
+    grid, fixed = {}, {}
+    for texts, is_grid, target in ((grid_texts, True, grid), (set_texts, False, fixed)):
+        for text in texts:
+            name, value = parse_assignment(text, is_grid)
+            if name in SET_BY_THE_SWEEP:
+                raise ValueError(f"{name} is set by the sweep (each run's results go to its own folder); "
+                                 f"leave it out")
+            if name in grid or name in fixed:
+                where = "--grid" if name in grid else "--set"
+                raise ValueError(f"{name} is given twice ({where} and {'--grid' if is_grid else '--set'} "
+                                 f"{text!r}); give each parameter once (all its values in one --grid)")
+            if is_grid and len({json.dumps(v, sort_keys=True) for v in value}) < len(value):
+                raise ValueError(f"--grid {text!r} repeats a value; give each value once")
+            target[name] = value
+    return grid, fixed
+
+
 def grid_runs(grid: dict[str, list], fixed: dict) -> list[dict]:
     """Every combination of the grid's values, each with the fixed parameters."""
     names = list(grid)
@@ -97,20 +127,58 @@ def run_name(parameters: dict, grid_names: list[str]) -> str:
 def run_one(notebook: Path, folder: Path, parameters: dict, threads: int,
             gpus: list[int] | None = None, session: str = "") -> dict:
     """Execute `notebook` into `folder` unless a finished run of the same parameters is
-    there; returns its record. The run is written to a folder of its own (named after the
-    sweep's `session`) and renamed into place only when it ends. Each cell may take the
+    there; returns its record. The run holds a lock on `folder` while it works, so that two
+    sweeps into one `--out` run it once (the second waits, then finds it finished); it is
+    written to a folder of its own (named after the sweep's `session`) and renamed into
+    place only when it ends, replacing at most an earlier failed run. Each cell may take the
     profile's `cell_timeout`; a stalled run is retried once in a fresh kernel
     (course_utils.execution). `gpus`: the only GPUs the notebook may see."""
-    record_path = folder / "run.json"
-    if record_path.exists():
-        record = json.loads(record_path.read_text())
-        if record["parameters"] != parameters:
-            raise RuntimeError(f"{folder} holds a run of other parameters ({record['parameters']}); "
-                               "move it away to run this one")
-        if record["status"] == "ok":
+    with exclusive(_lock_of(folder)):
+        _remove_partials_of(folder)  # we hold the run's lock: no live process owns them
+        record = finished_record(folder, parameters)
+        if record is not None:
             return {**record, "skipped": True}
-    partial = folder.with_name(f"{folder.name}.partial-{session}-{uuid.uuid4().hex[:8]}")
-    partial.mkdir(parents=True)
+        partial = folder.with_name(f"{folder.name}.partial-{session}-{uuid.uuid4().hex[:8]}")
+        partial.mkdir(parents=True)
+        record = _execute(notebook, partial, parameters, threads, gpus)
+        write_json(record, partial / "run.json")
+        shutil.rmtree(folder, ignore_errors=True)  # under the lock: only a failed or damaged run is there
+        partial.rename(folder)
+    return {**record, "skipped": False}
+
+
+def finished_record(folder: Path, parameters: dict) -> dict | None:
+    """The record of a finished run of `parameters` in `folder`, or None when it must run (none,
+    failed, or damaged: a run.json or results.json that cannot be read is named and moved aside).
+    A folder holding a run of other parameters is refused."""
+    record = _readable(folder / "run.json")
+    if record is None:
+        return None
+    if record.get("parameters") != parameters:
+        raise RuntimeError(f"{folder} holds a run of other parameters ({record.get('parameters')}); "
+                           "move it away to run this one")
+    if record.get("status") != "ok" or _readable(folder / "results.json") is None:
+        return None  # a finished run has its results: without them (damaged, moved aside) it runs again
+    return record
+
+
+def _readable(path: Path) -> dict | None:
+    """The JSON object at `path`; None when there is none, or when it is damaged (then moved aside)."""
+    if not path.exists():
+        return None
+    try:
+        value = read_json(path)
+        if isinstance(value, dict):
+            return value
+        problem = "it is not a JSON object"
+    except (OSError, ValueError) as error:
+        problem = str(error)
+    move_aside(path, f"{problem}; the run counts as not done")
+    return None
+
+
+def _execute(notebook: Path, partial: Path, parameters: dict, threads: int, gpus: list[int] | None) -> dict:
+    """Run the notebook into `partial` in a child process; its record (status, seconds, error)."""
     command = [sys.executable, "-m", "course_utils.execution", str(notebook), str(partial / notebook.name),
                "-y", json.dumps({**parameters, "RESULTS_FILE": str(partial / "results.json")}),
                "--timeout", str(get_profile(parameters.get("PROFILE", "auto")).cell_timeout),
@@ -121,15 +189,12 @@ def run_one(notebook: Path, folder: Path, parameters: dict, threads: int,
     start = time.perf_counter()
     finished = subprocess.run(command, env=environment, capture_output=True, text=True,
                               preexec_fn=_die_with_parent)
-    report = json.loads((partial / "report.json").read_text()) if (partial / "report.json").exists() else {}
-    record = dict(parameters=parameters, seconds=round(time.perf_counter() - start, 1),
-                  status="ok" if finished.returncode == 0 else "failed",
-                  error=None if finished.returncode == 0 else report.get("error") or _process_error(finished),
-                  stalled=report.get("stalled"))
-    (partial / "run.json").write_text(json.dumps(record, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)  # only an earlier failed run can be there
-    partial.rename(folder)
-    return {**record, "skipped": False}
+    report = _readable(partial / "report.json") or {}
+    ok = finished.returncode == 0
+    return dict(parameters=parameters, seconds=round(time.perf_counter() - start, 1),
+                status="ok" if ok else "failed",
+                error=None if ok else report.get("error") or _process_error(finished),
+                stalled=report.get("stalled"))
 
 
 def _process_error(finished: subprocess.CompletedProcess) -> str:
@@ -209,11 +274,25 @@ def _last_error(stderr: str) -> str:
     return (errors or lines or ["no output"])[-1][:500]
 
 
-def remove_partials(out: Path, session: str) -> None:
-    """The folders of this sweep's runs whose worker died: never counted, removed once the
-    sweep ends (another sweep's, into the same folder, are left to it)."""
-    for partial in out.glob(f"*.partial-{session}-*"):
+def _lock_of(folder: Path) -> Path:
+    """What a run's lock is named after: out/.locks/<run> (its lock file <run>.lock there)."""
+    return folder.parent / ".locks" / folder.name
+
+
+def _remove_partials_of(folder: Path) -> None:
+    for partial in folder.parent.glob(f"{glob.escape(folder.name)}.partial-*"):
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def remove_orphaned_partials(out: Path) -> None:
+    """The `.partial-*` folders of runs no live process is running (a sweep killed by Ctrl-C
+    or SIGKILL, a worker that died): never counted, removed. A run in progress holds its
+    lock, so its folder is left to it, whichever sweep started it."""
+    for partial in out.glob("*.partial-*"):
+        folder = partial.with_name(partial.name.split(".partial-")[0])
+        with exclusive(_lock_of(folder), wait=False) as unowned:
+            if unowned:
+                _remove_partials_of(folder)
 
 
 @contextmanager
@@ -237,21 +316,32 @@ def cluster_client(jobs: int, scheduler: str | None, gpus_per_run: int):
 def collect(out: Path) -> pd.DataFrame:
     """results.csv: a row per finished or failed run in `out` (this sweep's and any other's
     into the same folder), its parameters, status, time and headline numbers; written to a
-    temporary file and renamed, so a reader never sees half a table."""
+    temporary file and renamed, so a reader never sees half a table. A run whose run.json or
+    results.json cannot be read is a failed row that says so (the file moved aside, and the
+    next call of the sweep runs it again): the table is never silently out of date."""
     rows = []
-    for path in sorted(out.glob("*/run.json")):
-        if ".partial-" in path.parent.name:
+    for folder in sorted(path.parent for path in out.glob("*/run.json")):
+        if ".partial-" in folder.name:
             continue
-        name, record = path.parent.name, json.loads(path.read_text())
-        results = out / name / "results.json"
-        headline = json.loads(results.read_text())["headline"] if results.exists() else {}
-        rows.append({"run": name, "status": record["status"], "seconds": record["seconds"],
-                     "error": record.get("error"), "stalled": record.get("stalled"),
-                     **record["parameters"], **headline})
+        record = _readable(folder / "run.json")
+        if record is None:
+            rows.append({"run": folder.name, "status": "failed",
+                         "error": "its run.json was damaged (moved aside); the next call runs it again"})
+            continue
+        row = {"run": folder.name, "status": record.get("status"), "seconds": record.get("seconds"),
+               "error": record.get("error"), "stalled": record.get("stalled"), **record.get("parameters", {})}
+        results = folder / "results.json"
+        if results.exists():
+            stored = _readable(results)
+            if stored is None or not isinstance(stored.get("headline"), dict):
+                row.update(status="failed", error="its results.json was damaged (moved aside); "
+                                                  "the next call runs it again")
+            else:
+                row.update(stored["headline"])
+        rows.append(row)
     table = pd.DataFrame(rows)
-    partial = out / f".results-{uuid.uuid4().hex[:8]}.csv"
-    table.to_csv(partial, index=False)
-    partial.replace(out / "results.csv")
+    csv = table.to_csv(index=False)
+    atomic_write(csv.encode(), out / "results.csv")
     return table
 
 
@@ -307,8 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpus_per_run < 0:
         parser.error(f"--gpus-per-run must be 0 or more, got {args.gpus_per_run}")
     try:
-        grid = dict(parse_assignment(text, grid=True) for text in args.grid)
-        fixed = dict(parse_assignment(text, grid=False) for text in args.set)
+        grid, fixed = read_assignments(args.grid, args.set)
     except ValueError as error:
         parser.error(str(error))
     fixed.setdefault("PROFILE", os.environ.get("COURSE_PROFILE", "auto"))
@@ -322,7 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_partials(out)
     runs = {run_name(p, list(grid)): p for p in grid_runs(grid, fixed)}
+    for name, parameters in runs.items():  # here, so that a damaged record is named where it is read
+        try:
+            finished_record(out / name, parameters)
+        except RuntimeError as error:
+            parser.error(str(error))
     session = uuid.uuid4().hex[:8]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with cluster_client(args.jobs, args.scheduler, args.gpus_per_run) as client:
@@ -332,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(runs)} runs of {args.notebook.name} in {out}, on {where}"
               + (f"; dashboard {client.dashboard_link}" if serving else ""), flush=True)
         records = _run_on(client, runs, args.notebook.resolve(), out, threads, args.gpus_per_run, session)
-    remove_partials(out, session)
+    remove_orphaned_partials(out)
     table = collect(out)
     if args.plot:
         plot(table, args.plot, list(grid), out / "plot.png")

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from .device import model_device
 from .data import ImageData
 from .criteria import globally_lowest
 from .metrics import count_flops, count_parameters
@@ -22,7 +23,7 @@ def filter_explorer(model: nn.Module, data: ImageData, images: int = 16):
     """Pick a conv layer, one of its filters and an image: see the filter's weights and the
     feature map it produces from that image."""
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    device = next(model.parameters()).device
+    device = model_device(model)
     batch, _ = data.to(device).subset(slice(0, images)).tensors()
     maps = layer_outputs(model, batch, convs)  # computed once; the sliders only index into it
     layer = widgets.Dropdown(options=convs, description="layer")

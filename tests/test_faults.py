@@ -75,8 +75,34 @@ def test_latency_needs_a_batch():
 
 
 def test_a_diverging_fit_says_so():
-    with pytest.raises(FloatingPointError, match="lr=100"):
-        fit(tiny_model(), blobs(256), epochs=3, lr=100, batch_size=64, progress=False)
+    model = tiny_model()
+    with torch.no_grad():  # weights a hundred times too large, at the largest rate allowed
+        for parameter in model.parameters():
+            parameter.mul_(100)
+    with pytest.raises(FloatingPointError, match="lr=10"):
+        fit(model, blobs(256), epochs=5, lr=10, batch_size=64, schedule="constant", progress=False)
+
+
+def test_a_fit_whose_last_step_diverges_is_not_reported_as_a_success():
+    """The losses are measured before each step: a last step that blows the weights up was
+    returned as a normal history (issue 43). A gradient made infinite at the last step does it."""
+    model, steps = tiny_model(), []
+
+    def last_step_explodes(gradient):
+        steps.append(1)
+        return gradient * math.inf if len(steps) == 4 else gradient
+    model[0].weight.register_hook(last_step_explodes)
+    with pytest.raises(FloatingPointError, match="weights became infinite or NaN in the last steps"):
+        fit(model, blobs(256), epochs=1, lr=0.05, batch_size=64, progress=False)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(lr=math.inf), "lr must be a number in"), (dict(lr=math.nan), "lr must be a number in"),
+    (dict(lr=11), "lr must be a number in"), (dict(lr="0.1"), "lr must be a number in"),
+    (dict(epochs=1.5), "epochs must be a whole number"), (dict(epochs=True), "epochs must be a whole number")])
+def test_fit_refuses_rates_and_epochs_that_are_not_numbers_it_can_use(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        fit(tiny_model(), blobs(64), progress=False, **{"epochs": 1, "lr": 0.05, **arguments})
 
 
 def checkpoint(tmp_path):

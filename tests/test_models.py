@@ -37,8 +37,11 @@ def test_alexnet_last_conv_has_the_papers_64_groups_of_4():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: build_model("vgg16", 0), "positive"),
-    (lambda: build_model("vgg16", -1.0), "positive"),
+    (lambda: build_model("vgg16", 0), r"a number in \(0, 4\]"),
+    (lambda: build_model("vgg16", -1.0), r"a number in \(0, 4\]"),
+    (lambda: build_model("vgg16", float("inf")), r"a number in \(0, 4\]"),
+    (lambda: build_model("vgg16", 1e6), r"a number in \(0, 4\]"),
+    (lambda: build_model("vgg16", num_classes=2.5), "num_classes must be a whole number"),
     (lambda: build_model("lenet"), "alexnet, vgg16"),
     (lambda: build_model("resnet50", 1.5), r"\(0, 1\]"),
     (lambda: build_model("vgg16", pretrained=True), "ImageNet weights exist for"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from course_utils.storage import exclusive
 from course_utils.sweep import GpuSlots, grid_runs, main, parse_assignment, run_name
 
 PROBE = Path(__file__).parent / "fixtures" / "sweep_probe.ipynb"
@@ -79,12 +80,14 @@ def test_resuming_with_another_fixed_parameter_runs_again(tmp_path, capsys):
     out = tmp_path / "sweep"
     other = out / "X=9-0123abcd.partial-othersweep-00000000"  # another sweep's run in progress
     other.mkdir(parents=True)
-    assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
+    with exclusive(out / ".locks" / "X=9-0123abcd"):  # ... which holds its run's lock
+        assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=smoke", "--out", str(out)]) == 0
     assert other.exists()  # left to its own sweep
     capsys.readouterr()
     assert main([str(PROBE), "--grid", "X=1", "--set", "PROFILE=shapes", "--out", str(out)]) == 0
     assert "finished before" not in capsys.readouterr().out
     assert sorted(pd.read_csv(out / "results.csv").PROFILE) == ["shapes", "smoke"]  # both rows kept
+    assert not other.exists()  # its sweep died (no lock held): the next sweep cleans it up
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -113,7 +116,7 @@ def probe_sweep(out, *extra):
 
 
 def run_folders(out):
-    return sorted(p.name for p in out.iterdir() if p.is_dir())
+    return sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def test_a_local_cluster_of_two_workers_runs_every_point_once(tmp_path, capsys):
