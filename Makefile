@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 course: setup
-	$(BIN)/python -m course_utils.run_course $(if $(PROFILE),--profile $(PROFILE),)
+	$(BIN)/python -m course_utils.harness.run_course $(if $(PROFILE),--profile $(PROFILE),)
 
 # Two workers: the notebooks' runs are most of the suite's time, and two of them side by side
 # (one thread each) finish sooner than one after the other on two threads.
@@ -36,7 +36,7 @@ lab: setup
 
 # site/: the reference run kept in notebooks/results/quick/ as pages, read with no kernel
 site: setup
-	$(BIN)/python -m course_utils.site
+	$(BIN)/python -m course_utils.harness.site
 
 # the student edition in student/: no solutions, every implement-it task a stub (tools/make_student.py)
 student: setup
@@ -45,8 +45,9 @@ student: setup
 benchmark: setup
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/surgery_speed.py
+	$(BIN)/python benchmarks/reduce_round.py
 	$(BIN)/python benchmarks/oracles.py
 	$(BIN)/python benchmarks/latency.py --onnx
 
 gpu-check: setup
-	$(BIN)/python -m course_utils.gpu_check
+	$(BIN)/python -m course_utils.harness.gpu_check

@@ -10,25 +10,26 @@ cores care far more.
 """
 
 import argparse
-import copy
 import tempfile
 from pathlib import Path
 
 import torch
 
-from course_utils.criteria import group_scores, l1_norm, lowest
+from course_utils.graph import ModelGraph
 from course_utils.metrics import count_flops, measure_latency
 from course_utils.models import build_model
-from course_utils.surgery import ModelGraph, remove_filters
+from course_utils.plans import group_scores, lowest
+from course_utils.scores import l1_norm
+from course_utils.surgery import remove
 
 
 def variants(model, x, ratios):
     yield "dense", model
     graph = ModelGraph(model, x)
-    scores = group_scores(model, l1_norm(model), x)
+    scores = group_scores(graph, l1_norm(model))
     for ratio in ratios:
         for round_to in (1, 8):
-            pruned = remove_filters(copy.deepcopy(model), x, lowest(scores, ratio, round_to=round_to, graph=graph))
+            pruned = remove(graph.copy(), lowest(scores, ratio, round_to=round_to, graph=graph)).model
             yield f"-{ratio:.0%} filters" + (", round_to=8" if round_to > 1 else ""), pruned
 
 

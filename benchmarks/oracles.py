@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from course_utils.criteria import deletion_effect, kl_oracle
 from course_utils.data import load_dataset
 from course_utils.device import pick_device
 from course_utils.profiles import get_profile
+from course_utils.scores import deletion_effect, kl_oracle
 from course_utils.train import baseline
 
 

@@ -24,7 +24,8 @@ import torchvision.models as tvm
 from torch import nn
 
 from course_utils.metrics import count_parameters
-from course_utils.surgery import ModelGraph, remove_filters
+from course_utils.graph import ModelGraph
+from course_utils.surgery import remove_filters
 
 
 

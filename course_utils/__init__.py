@@ -1,32 +1,44 @@
 """course_utils: what the notebooks of "Pruning papers, reproduced" share.
 
-One module per concern:
+Read it bottom to top; each layer uses only those below it.
 
+Foundations
 - profiles     the run profiles (smoke, shapes, quick, paper) and PROFILE="auto"
 - device       the device (CUDA, MPS or CPU), seeding, mixed precision on CUDA
+- storage      caches and checkpoints written atomically, checksummed, locked
 - data         datasets as tensors on the device (local copies first), a fast batch iterator
 - models       the papers' networks at a width multiplier; torchvision's made narrower
 - train        fit, evaluate, finetune, the baseline recipe, baselines cached as checkpoints
 - uncertainty  intervals: Wilson for accuracies, paired differences, tiers of a ranking
 - metrics      parameters, FLOPs, size on disk, measured latency
-- surgery      the execution graph (torch.fx) and physical removal of filters
-- chain        links between a conv and its consumer, for the oracles of papers 03 and 04
-- criteria     filter scores, one function each with one signature, and plans from scores
-- reduction    paper 05's loop: score, cut, fine-tune, repeat
+
+The graph of a model, and surgery on it
+- graph        ModelGraph: the model traced once (torch.fx) and walked once; its channel groups,
+               where a channel ends, who reads it, the links of a plain chain; passed to all below
+- surgery      filters removed (`remove(graph, plan)` returns the next graph) or masked
+- chain        links between a conv and the layer that sums its channels, for the oracles
+
+Scores and plans
+- scores       every criterion, one signature: (model or graph, data) -> one score per filter
+- thinet       ThiNet's greedy selection and least-squares scaling (papers 03, 04)
+- votes        paper 04's gradient votes
+- plans        which filters go: lowest per layer, globally lowest, one score per residual group
+
+On top
+- reduction    paper 05's loop: score, cut, fine-tune, repeat (one trace for the whole run)
 - compression  magnitude pruning and k-means weight sharing (paper 02)
 - superclasses paper 01's merge algorithm
+- saving, export  a pruned model saved as architecture, plans and weights; ONNX and onnxruntime
 - plots, widgets  shared figures and interactive controls
-- labs, exercises, checks  the checks of the "Your turn" tasks (the student's function against cases),
-               the exercises' verdicts (an answer, a prediction, a design target) and each exercise's check
 - parameters   the checks of a notebook's parameters cell, one shared way
-- execution    headless runs that never wait forever (a cell timeout, a stalled kernel, one retry)
-- saving       a pruned model saved as architecture, plans and weights, and rebuilt
-- export       a pruned model written as ONNX and run, timed and compared under onnxruntime
-- results, run_course, site, sweep  headline numbers, the main job, its pages to read, parameter sweeps
-- gpu_check    `make gpu-check`: the shapes runs and one paper epoch per baseline, timed on a CUDA GPU
+- labs, exercises, checks  the checks of the "Your turn" tasks and of the exercises
 
-Conventions: functions that change a model (`remove_filters`, `mask_filters`, `thin`,
-`finetune`, `fit`, `thinet_prune`, `reduce_iteratively`, `reestimate_batch_norm`) work
-in place and say so; copy a model first (`copy.deepcopy`) to keep it. Surgery takes
-`(model, example_input, plan)`, always in that order.
+The harness (course_utils.harness): execution, results, run_course, site, sweep, gpu_check:
+running notebooks headless and keeping what they found.
+
+Conventions: functions that change a model (`remove`, `remove_filters`, `mask`, `thin`,
+`finetune`, `fit`, `thinet_prune`, `reduce_iteratively`, `reestimate_batch_norm`) work in
+place and say so; copy a model first (`copy.deepcopy`, or `graph.copy()` for its graph) to
+keep it. A graph is built once per model state: `ModelGraph(model, example_input)`, then
+passed; `remove_filters(model, example_input, plan)` is the one-cut form that builds it.
 """

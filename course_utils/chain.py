@@ -7,33 +7,18 @@ next conv or linear layer, the *consumer*: its output is a sum over input channe
 
     consumer(z) = bias + sum_j contribution_j(z_j),
 
-so removing channel j subtracts one term. `links(model)` finds, for every conv, the
-last module before its consumer (the *cut*, where the channel is final: after batch
-norm, ReLU and pooling) and the consumer; `channel_contributions` and
-`sampled_contributions` compute the terms.
+so removing channel j subtracts one term. `links(model)` asks the model's graph, for every
+conv, where its channels are final (the *cut*: after batch norm, ReLU and pooling) and which
+layer sums them (`ModelGraph.link`); `channel_contributions` and `sampled_contributions`
+compute the terms.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from .surgery import SurgeryError, scored_convs, trace
-
-# modules that act on each channel alone (and map a zero channel to zero, or are removed
-# with the filter, as batch norm is), so the channel can be zeroed after them
-CHANNELWISE = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-               nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity)
-
-
-@dataclass(frozen=True)
-class Link:
-    conv: str  # the conv whose filters are scored
-    cut: str  # the last module before the consumer: zeroing a channel here removes it
-    consumer: str  # the next conv or linear layer, whose output sums the channels
-    channels: int  # the conv's filters
+from .graph import Link, ModelGraph, as_graph
 
 
 def check_layers(layers: list[str] | None) -> None:
@@ -42,46 +27,15 @@ def check_layers(layers: list[str] | None) -> None:
         raise ValueError(f"layers must be None (every conv) or a non-empty list of conv names, got {layers!r}")
 
 
-def links(model: nn.Module, layers: list[str] | None = None) -> list[Link]:
-    """One link per scored conv (or per conv in `layers`), in forward order; a SurgeryError
-    where the model is not a plain chain (a branch, a residual add, a functional op other
-    than flatten)."""
-    graph = trace(model)
-    modules = dict(model.named_modules())
-    convs = scored_convs(model)
+def links(model: nn.Module | ModelGraph, layers: list[str] | None = None) -> list[Link]:
+    """One link per conv with filters of its own (or per conv in `layers`), in forward order;
+    a SurgeryError where the model is not a plain chain. Takes the model or its graph."""
+    graph = as_graph(model)
     check_layers(layers)
-    unknown = set(layers or ()) - set(convs)
+    unknown = set(layers or ()) - set(graph.convs)
     if unknown:
-        raise ValueError(f"no conv with filters called {sorted(unknown)}; choose from {list(convs)}")
-    found = []
-    for start in graph.graph.nodes:
-        if start.op != "call_module" or start.target not in (layers or convs):
-            continue
-        node = cut = start
-        flattened = False
-        while True:
-            if len(node.users) != 1:
-                raise SurgeryError(f"the output of {node.name} is used {len(node.users)} times: "
-                                   f"oracle criteria here need a plain chain of layers")
-            node = next(iter(node.users))
-            module = modules.get(node.target) if node.op == "call_module" else None
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                break
-            if _is_flatten(node) or isinstance(module, nn.Flatten):
-                flattened = True
-            elif not isinstance(module, CHANNELWISE):
-                raise SurgeryError(f"{node.name} ({node.op} {node.target}) after {start.target} "
-                                   f"is not a channel-wise layer: oracle criteria here need a "
-                                   f"plain chain")
-            elif not flattened:  # the cut keeps the (images, channels, ...) layout
-                cut = node
-        found.append(Link(start.target, cut.target, node.target, convs[start.target].out_channels))
-    return found
-
-
-def _is_flatten(node) -> bool:
-    return ((node.op == "call_function" and node.target is torch.flatten)
-            or (node.op == "call_method" and node.target == "flatten"))
+        raise ValueError(f"no conv with filters called {sorted(unknown)}; choose from {graph.convs}")
+    return [graph.link(conv) for conv in graph.convs if layers is None or conv in layers]
 
 
 def channel_contributions(consumer: nn.Module, inputs: torch.Tensor,

@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 from .compression import compression_rate
-from .criteria import balanced_count, channel_ends, kept_count, thinet_scaling
 from .exercises import check
 from .metrics import count_flops, count_parameters, non_dominated
+from .graph import ModelGraph
+from .plans import balanced_count, kept_count
 from .reduction import reducible_filters
+from .scores import channel_ends
 from .superclasses import merge_penalty
 from .surgery import remove_filters
+from .thinet import thinet_scaling
 
 
 def _removed(model: nn.Module, example: torch.Tensor, plan: dict[str, list[int]]) -> nn.Module:
@@ -123,7 +126,7 @@ def taylor_before_normalisation(answer, contributions: torch.Tensor, index: int 
 
 
 def filters_in_one_cut(answer, model: nn.Module, example: torch.Tensor, step: float) -> bool:
-    return check(answer, round(step * reducible_filters(model, example)), "filters in one cut")
+    return check(answer, round(step * reducible_filters(ModelGraph(model, example))), "filters in one cut")
 
 
 # 06 · criteria shootout

@@ -158,6 +158,14 @@ class ImageData:
         return data.normalize(data.images), data.labels
 
 
+def require_images(data: ImageData, what: str = "the data") -> ImageData:
+    """Refuse a set of no images: a criterion would score nothing, a fit train on nothing, an
+    evaluation divide by zero; each used to return as if it had worked."""
+    if len(data) == 0:
+        raise ValueError(f"{what} holds no images: nothing to score, train on or measure")
+    return data
+
+
 class Batches:
     """Seeded epochs over an `ImageData` already on its device.
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .criteria import l1_norm
+from .scores import l1_norm
 from .superclasses import merge_penalty as _merge_penalty
 
 
@@ -239,7 +239,7 @@ def _kl_cases() -> list[Case]:
 
 # --- 04: one greedy step of ThiNet -----------------------------------------------------------
 
-RIDGE = 1e-8  # the report's own fix (paper 04), as in course_utils.criteria.thinet_scaling
+RIDGE = 1e-8  # the report's own fix (paper 04), as in course_utils.thinet.thinet_scaling
 
 
 def _fit_error(terms: torch.Tensor, target: torch.Tensor, kept: list[int]) -> float:
@@ -374,12 +374,12 @@ TASKS: dict[str, Task] = {
                         lambda answer, expected, _: tensor_off(answer, expected, "the new centroids"),
                         "course_utils.compression.kmeans_1d (Lloyd's steps until nothing moves)"),
     "kl_score": Task(_kl_cases, kl_score, lambda answer, expected, _: number_off(answer, expected, "the score"),
-                     "course_utils.criteria's KL oracle"),
+                     "course_utils.scores.kl_oracle"),
     "thinet_next_channel": Task(_thinet_cases, thinet_next_channel, _compare_channel,
-                                "course_utils.criteria.thinet_selection (every step at once, on the Gram matrix)"),
+                                "course_utils.thinet.thinet_selection (every step at once, on the Gram matrix)"),
     "taylor_score": Task(_taylor_cases, taylor_score,
                          lambda answer, expected, _: tensor_off(answer, expected, "the scores"),
-                         "course_utils.criteria.taylor (read after each conv's batch norm)"),
+                         "course_utils.scores.taylor (read after each conv's batch norm)"),
     "own_criterion": Task(_criterion_cases, lambda model, seed: l1_norm(model), _compare_criterion,
                           "the shootout's own criteria (yours joins them when it passes)"),
 }

@@ -36,7 +36,7 @@ class Profile:
     # exceptions to `epochs`: (model, epochs) or ("model/dataset", epochs), the latter first
     baseline_epochs: tuple[tuple[str, int], ...] = ()
     brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
-    # seconds one cell may run before a headless run (course_utils.execution) gives up on it and
+    # seconds one cell may run before a headless run (course_utils.harness.execution) gives up on it and
     # retries the notebook once: several times the longest cell measured in the profile
     cell_timeout: int = 900
 

@@ -2,9 +2,11 @@
 
     run = reduce_iteratively(model, cuts=6, share=0.05, rounds_per_cut=1, rounds=parts, ...)
 
-Round k of fine-tuning (counted over the whole run, whatever is evaluated) trains on
-`rounds[k % len(rounds)]` with seed `seed + k`, so that every schedule, and every model of
-a table, sees the same images in the same order at the same round.
+The model is traced once: each cut returns the pruned model's graph (`surgery.remove`), which
+the next scoring and plan use. Round k of fine-tuning (counted over the whole run, whatever
+is evaluated) trains on `rounds[k % len(rounds)]` with seed `seed + k`, so that every
+schedule, and every model of a table, sees the same images in the same order at the same
+round.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .criteria import check_ratio, globally_lowest, reducible_scores, taylor
 from .data import ImageData
-from .surgery import ModelGraph, remove_filters
+from .graph import ModelGraph
+from .plans import check_ratio, globally_lowest, reducible_scores
+from .scores import taylor
+from .surgery import remove
 from .train import evaluate, finetune
 
 
@@ -30,10 +34,8 @@ class Reduction:
     accuracy: list[float] = field(default_factory=list)  # on `curve_data`, one per round
 
 
-def reducible_filters(model: nn.Module, example_input: torch.Tensor,
-                      residual_groups: bool = False) -> int:
+def reducible_filters(graph: ModelGraph, residual_groups: bool = False) -> int:
     """How many filters paper 05's rule lets us remove (residual groups counted once)."""
-    graph = ModelGraph(model, example_input)
     return sum(graph.group_of(conv).channels for conv in graph.reducible(residual_groups))
 
 
@@ -45,11 +47,12 @@ def reduce_iteratively(model: nn.Module, cuts: int, share: float, rounds_per_cut
                        curve_data: ImageData | None = None,
                        layers: Collection[str] | None = None) -> Reduction:
     """Reduce `model` in place: `cuts` times, score the filters on `calibration` with
-    `criterion`, remove the globally lowest `share` of the filters that were reducible at
-    the start, and fine-tune `rounds_per_cut` rounds. With `curve_data`, the accuracy on it
-    is recorded after every round. `layers`: only these reducible convolutions may lose
-    filters (paper 05 found that in SqueezeNet "only the first convolution layer can be
-    reduced"; our graph allows more), and the share is of their filters."""
+    `criterion` (given the model's graph), remove the globally lowest `share` of the filters
+    that were reducible at the start, and fine-tune `rounds_per_cut` rounds. With
+    `curve_data`, the accuracy on it is recorded after every round. `layers`: only these
+    reducible convolutions may lose filters (paper 05 found that in SqueezeNet "only the
+    first convolution layer can be reduced"; our graph allows more), and the share is of
+    their filters."""
     check_ratio(share * cuts, "share x cuts (the fraction of reducible filters removed)")
     if not (cuts >= 1 and rounds_per_cut >= 1 and rounds):
         raise ValueError("reduce_iteratively needs at least one cut, one round after each, "
@@ -64,14 +67,11 @@ def reduce_iteratively(model: nn.Module, cuts: int, share: float, rounds_per_cut
     per_cut = round(share * sum(graph.group_of(conv).channels for conv in candidates))
     run, done = Reduction(), 0
     for _ in range(cuts):
-        scores = reducible_scores(model, criterion(model, calibration), example_input,
-                                  residual_groups)
-        scores = {conv: scores[conv] for conv in candidates}
-        remove_filters(model, example_input, globally_lowest(scores, per_cut))
+        scores = reducible_scores(graph, criterion(graph, calibration), residual_groups)
+        graph = remove(graph, globally_lowest({conv: scores[conv] for conv in candidates}, per_cut))
         run.cut_before_round.append(done)
         for _ in range(rounds_per_cut):
-            finetune(model, rounds[done % len(rounds)], lr=lr, batch_size=batch_size,
-                     seed=seed + done)
+            finetune(model, rounds[done % len(rounds)], lr=lr, batch_size=batch_size, seed=seed + done)
             done += 1
             if curve_data is not None:
                 run.accuracy.append(evaluate(model, curve_data).accuracy)

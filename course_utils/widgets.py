@@ -3,20 +3,19 @@ so that headless runs (papermill, nbval) still show the picture."""
 
 from __future__ import annotations
 
-import copy
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import torch
 from torch import nn
 
 from .device import model_device
 from .data import ImageData
-from .criteria import globally_lowest
+from .graph import ModelGraph
 from .metrics import count_flops, count_parameters
 from .models import layer_outputs
+from .plans import globally_lowest
 from .plots import SHOOTOUT_MEASURES, plot_kept_filters, plot_shootout, show_filter
-from .surgery import remove_filters
+from .surgery import remove
 
 
 def filter_explorer(model: nn.Module, data: ImageData, images: int = 16):
@@ -45,21 +44,21 @@ def filter_explorer(model: nn.Module, data: ImageData, images: int = 16):
     return widgets.interactive(draw, layer=layer, unit=unit, image=image)
 
 
-def reduction_explorer(models: dict[str, tuple[nn.Module, dict, torch.Tensor]],
-                       largest: int = 75):
+def reduction_explorer(models: dict[str, tuple[ModelGraph, dict]], largest: int = 75):
     """Pick a model and a reduction percentage: see the filters each reducible conv keeps
     when that share of its reducible filters goes in one cut, and the FLOPs and parameters
-    left. `models` maps a name to (model, `criteria.reducible_scores` of it, an example
-    input)."""
-    dense = {name: (count_flops(model, x[:1]), count_parameters(model))
-             for name, (model, _, x) in models.items()}
+    left. `models` maps a name to (its graph, built with an example input, and
+    `plans.reducible_scores` of it); each move prunes a copy of the graph (no trace)."""
+    dense = {name: (count_flops(graph.model, graph.example_input[:1]), count_parameters(graph.model))
+             for name, (graph, _) in models.items()}
 
     def draw(model_name, percent):
-        model, scores, example = models[model_name]
+        graph, scores = models[model_name]
+        example = graph.example_input
         original = {conv: len(s) for conv, s in scores.items()}
         count = round(percent / 100 * sum(original.values()))
         plan = globally_lowest(scores, count) if count else {}
-        pruned = remove_filters(copy.deepcopy(model), example, plan)
+        pruned = remove(graph.copy(), plan).model
         flops, params = dense[model_name]
         kept = {conv: n - len(plan.get(conv, [])) for conv, n in original.items()}
         figure, axis = plt.subplots(figsize=(9, 3))

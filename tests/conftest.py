@@ -13,7 +13,7 @@ import papermill
 import pytest
 import torch
 
-from course_utils.execution import execute
+from course_utils.harness.execution import execute
 from course_utils.profiles import get_profile
 from course_utils.storage import exclusive
 from browser_lab import INSTALL_HINT, SCREENSHOTS_ENV, Interaction, Lab, LabRun, chromium, has_widgets
@@ -48,7 +48,7 @@ def pytest_addoption(parser):
 @dataclass
 class Execution:
     path: Path  # the executed copy
-    results: Path  # its results file (course_utils.results)
+    results: Path  # its results file (course_utils.harness.results)
     error: str | None
     lab: LabRun | None = None  # what the browser saw, when it ran in JupyterLab
 

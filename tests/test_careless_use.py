@@ -21,18 +21,23 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import data, run_course, storage
-from course_utils.criteria import (deletion_effect, filter_gradient_norms, group_scores, kl_oracle, l1_norm, lowest,
-                                   mean_activation, taylor, thinet, thinet_prune)
-from course_utils.execution import execute
+from course_utils import data, storage
+from course_utils.harness import run_course
+from course_utils.graph import ModelGraph
+from course_utils.plans import group_scores, lowest
+from course_utils.scores import deletion_effect, kl_oracle, l1_norm, mean_activation, taylor, thinet
+from course_utils.thinet import thinet_prune
+from course_utils.votes import filter_gradient_norms
+from course_utils.harness.execution import execute
 from course_utils.export import export_onnx, onnx_difference, onnx_session
 from course_utils.models import build_model
-from course_utils.results import load_results, save_results
+from course_utils.harness.results import load_results, save_results
 from course_utils.saving import PrunedFileError, load_pruned, save_pruned
-from course_utils.site import build_site
+from course_utils.harness.site import build_site
 from course_utils.storage import DiskFull, digest
-from course_utils.surgery import SurgeryError, mask_filters, remove_filters
-from course_utils.sweep import collect, main as sweep
+from course_utils.graph import SurgeryError
+from course_utils.surgery import mask_filters, remove_filters
+from course_utils.harness.sweep import collect, main as sweep
 from course_utils.train import evaluate, fit
 from test_train import blobs
 
@@ -54,14 +59,14 @@ def test_two_sweeps_into_one_folder_never_lose_the_first_ones_finished_run(tmp_p
     out-of-memory killer would, once made it delete the first's finished run and put its
     failure in its place. Now the second waits for the run's lock and finds it done."""
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "course_utils.sweep", str(PROBE), "--grid", "X=4", "--set", "PROFILE=smoke",
+    command = [sys.executable, "-m", "course_utils.harness.sweep", str(PROBE), "--grid", "X=4", "--set", "PROFILE=smoke",
                "--set", "SLEEP=15", "--out", str(out)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: list(out.glob("*.partial-*")), 120)  # the first sweep's run is under way
     second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert first.wait(180) == 0
     for child in psutil.Process(second.pid).children(recursive=True):  # the second's child, if it has one
-        if any("course_utils.execution" in part for part in child.cmdline()):
+        if any("course_utils.harness.execution" in part for part in child.cmdline()):
             child.kill()
     second.wait(180)
     run = next(p for p in out.iterdir() if p.name.startswith("X=4-") and ".partial" not in p.name)
@@ -272,7 +277,7 @@ CIFAR_EMPTY = data.ImageData(data.DATASETS["cifar10"], "train", torch.zeros(0, 3
 @pytest.mark.parametrize("call", [
     lambda m: taylor(m, CIFAR_EMPTY), lambda m: mean_activation(m, CIFAR_EMPTY), lambda m: kl_oracle(m, CIFAR_EMPTY),
     lambda m: deletion_effect(m, CIFAR_EMPTY), lambda m: thinet(m, CIFAR_EMPTY),
-    lambda m: thinet_prune(m, CIFAR_EMPTY, "features.0", 4, torch.zeros(1, 3, 32, 32)),
+    lambda m: thinet_prune(ModelGraph(m, torch.zeros(1, 3, 32, 32)), CIFAR_EMPTY, "features.0", 4),
     lambda m: filter_gradient_norms(m, CIFAR_EMPTY), lambda m: evaluate(m, CIFAR_EMPTY),
     lambda m: fit(m, CIFAR_EMPTY, epochs=1, lr=0.1, progress=False)],
     ids=["taylor", "mean_activation", "kl_oracle", "deletion_effect", "thinet", "thinet_prune",
@@ -430,7 +435,7 @@ def test_execution_never_writes_over_the_notebook_it_runs(tmp_path):
     (lambda m: remove_filters(m, torch.zeros(1, 3, 32, 32), [0, 1]), SurgeryError, "a plan maps each conv's name"),
     (lambda m: remove_filters(m, torch.zeros(1, 3, 32, 32), {"features.0": 3}), SurgeryError, "must list filter indices"),
     (lambda m: lowest(l1_norm(m), "0.5"), ValueError, "must be a number in"),
-    (lambda m: group_scores(m, {"features.0": torch.rand(3)}, torch.zeros(1, 3, 32, 32)), ValueError,
+    (lambda m: group_scores(ModelGraph(m, torch.zeros(1, 3, 32, 32)), {"features.0": torch.rand(3)}), ValueError,
      "features.0 has 8 filters but 3 scores"),
     (lambda m: data.load_dataset("mnist", "test", size=2.5), ValueError, "whole, positive number of images"),
     (lambda m: blobs(64).shuffled_parts(True), ValueError, "parts must be a whole number"),

@@ -5,16 +5,16 @@ import torch
 from torch import nn
 
 from course_utils.chain import channel_contributions, links, sampled_contributions
-from course_utils.criteria import (check_ratio, deletion_effect, filter_gradient_norms,
-                                   globally_lowest, group_scores, keep_for_parameters,
-                                   keeping, kept_count, kl_oracle, l1_norm,
-                                   l2_norm, lowest, mean_activation, outlier_votes,
-                                   random_scores, reducible_scores, scored_convs, taylor,
-                                   thinet, thinet_prune, thinet_scaling, thinet_selection,
-                                   voted_filters)
-from course_utils.models import build_model, layer_outputs
 from course_utils.data import DATASETS, ImageData
-from course_utils.surgery import ModelGraph, SurgeryError, remove_filters, split_model
+from course_utils.graph import ModelGraph, SurgeryError, scored_convs, split_model
+from course_utils.models import build_model, layer_outputs
+from course_utils.plans import (check_ratio, globally_lowest, group_scores, keep_for_parameters, keeping, kept_count,
+                                lowest, reducible_scores)
+from course_utils.scores import (deletion_effect, kl_oracle, l1_norm, l2_norm, mean_activation, random_scores, taylor,
+                                 thinet)
+from course_utils.surgery import remove_filters
+from course_utils.thinet import sample_terms, thinet_prune, thinet_scaling, thinet_selection
+from course_utils.votes import filter_gradient_norms, outlier_votes, voted_filters
 from course_utils.metrics import count_parameters
 from course_utils.train import evaluate
 
@@ -234,9 +234,9 @@ def test_thinet_prune_keeps_the_output_when_it_keeps_every_channel():
     x = data.tensors()[0][:4]
     with torch.no_grad():
         before = model(x)
-    kept = thinet_prune(model, data, "features.3", keep=model.features[3].out_channels,
-                        example_input=x[:1])
-    assert kept == list(range(model.features[3].out_channels))
+    channels = model.features[3].out_channels
+    graph = thinet_prune(ModelGraph(model, x[:1]), data, "features.3", keep=channels)
+    assert graph.model is model and model.features[3].out_channels == graph.group_of("features.3").channels == channels
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-4)
 
@@ -249,15 +249,18 @@ def test_thinet_scaling_brings_the_next_layer_closer_than_removal_alone(layer, c
     original = layer_outputs(model, x, [consumer])[consumer]
     scaled = copy.deepcopy(model)
     keep = model.get_submodule(layer).out_channels // 2
-    kept = thinet_prune(scaled, data, layer, keep, x[:1], per_image=20)
-    assert len(kept) == keep and scaled.get_submodule(layer).out_channels == keep
+    graph = ModelGraph(scaled, x[:1])
+    terms = sample_terms(graph, graph.link(layer), data, 20, torch.Generator().manual_seed(0))
+    kept = thinet_selection(terms, terms.sum(1))[:keep].tolist()  # what thinet_prune keeps, with its seed
+    thinet_prune(graph, data, layer, keep, per_image=20)
+    assert scaled.get_submodule(layer).out_channels == keep
     removed = [c for c in range(model.get_submodule(layer).out_channels) if c not in kept]
     unscaled = remove_filters(copy.deepcopy(model), x[:1], {layer: removed})
     error_scaled = (layer_outputs(scaled, x, [consumer])[consumer] - original).square().mean()
     error_unscaled = (layer_outputs(unscaled, x, [consumer])[consumer] - original).square().mean()
     assert error_scaled < error_unscaled
-    with pytest.raises(ValueError, match="keep must lie"):
-        thinet_prune(scaled, data, layer, 0, x[:1])
+    with pytest.raises(ValueError, match="keep must be a whole number"):
+        thinet_prune(ModelGraph(scaled, x[:1]), data, layer, 0)
 
 
 def test_gradient_norms_read_gradients_and_change_nothing():
@@ -285,8 +288,8 @@ def test_a_residual_group_is_scored_by_the_mean_of_its_members():
     model = build_model("resnet18", 0.25)
     x = torch.randn(1, 3, 32, 32)
     scores = random_scores(model, seed=3)
-    paper = reducible_scores(model, scores, x)
-    grouped = reducible_scores(model, scores, x, residual_groups=True)
+    paper = reducible_scores(ModelGraph(model, x), scores)
+    grouped = reducible_scores(ModelGraph(model, x), scores, residual_groups=True)
     assert set(paper) < set(grouped) and all(torch.equal(paper[c], grouped[c]) for c in paper)
     group = ModelGraph(model, x).group_of("stem.0")
     assert torch.allclose(grouped["stem.0"],
@@ -416,14 +419,13 @@ def test_thinet_reaches_exactly_the_parameters_its_keep_share_was_chosen_for():
     example, layers = torch.zeros(1, 3, 32, 32), [link.conv for link in links(model)][:-1]
     initial = count_parameters(model)
     for target in (0.8, 0.5, 0.2):
-        keep = keep_for_parameters(model, target, layers, example)
+        keep = keep_for_parameters(ModelGraph(model, example), target, layers)
         planned = count_parameters(remove_filters(copy.deepcopy(model), example,
                                                   keeping(model, keep, layers)))
-        pruned = copy.deepcopy(model)
+        pruned = ModelGraph(copy.deepcopy(model), example)
         for name in layers:
-            thinet_prune(pruned, data, name, kept_count(pruned.get_submodule(name).out_channels, keep),
-                         example)
-        assert count_parameters(pruned) == planned <= target * initial
+            pruned = thinet_prune(pruned, data, name, kept_count(pruned.model.get_submodule(name).out_channels, keep))
+        assert count_parameters(pruned.model) == planned <= target * initial
         bigger = keeping(model, min(1.0, keep + 0.02), layers)
         assert count_parameters(remove_filters(copy.deepcopy(model), example, bigger)) > target * initial
 
@@ -437,7 +439,7 @@ def test_a_per_member_plan_on_a_residual_group_is_refused_and_group_scores_cut_e
     with pytest.raises(SurgeryError, match="group_scores"):
         remove_filters(copy.deepcopy(model), x, lowest(scores, 0.5))
     graph = ModelGraph(model, x)
-    grouped = group_scores(model, scores, x)
+    grouped = group_scores(graph, scores)
     assert set(grouped) == {g.convs[0] for g in graph.groups if g.prunable}
     residual = graph.group_of("stem.0")
     assert residual.coupled and len(residual.convs) > 2
@@ -460,7 +462,7 @@ def test_the_same_channels_named_for_two_members_of_a_group_are_accepted():
 def test_on_densenet_every_layer_loses_exactly_its_share():
     model, x = build_model("densenet121", 0.25, image_size=32), torch.randn(1, 3, 32, 32)
     scores = l1_norm(model)
-    plan = lowest(group_scores(model, scores, x), 0.5)
+    plan = lowest(group_scores(ModelGraph(model, x), scores), 0.5)
     before = {conv: model.get_submodule(conv).out_channels for conv in plan}
     remove_filters(model, x, plan)
     assert all(model.get_submodule(c).out_channels == n - n // 2 for c, n in before.items())
@@ -500,7 +502,7 @@ def test_deletion_of_a_residual_channel_deletes_it_from_every_member_of_the_grou
         expected = base.accuracy - removed.accuracy + worse / (1 + abs(worse)) / (2 * len(data))
         assert scores["stem.0"][channel].item() == pytest.approx(expected, abs=1e-6)
     # the group's score is each member's
-    grouped = group_scores(model, scores, data.tensors()[0][:1])
+    grouped = group_scores(ModelGraph(model, data.tensors()[0][:1]), scores)
     assert torch.equal(grouped["stem.0"], scores["stem.0"])
 
 

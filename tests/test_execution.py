@@ -7,8 +7,8 @@ import time
 import nbformat
 import pytest
 
-from course_utils import execution
-from course_utils.execution import NotebookFailed, execute
+from course_utils.harness import execution
+from course_utils.harness.execution import NotebookFailed, execute
 
 
 def notebook_file(path, *sources):

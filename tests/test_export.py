@@ -5,7 +5,9 @@ import copy
 import pytest
 import torch
 
-from course_utils.criteria import group_scores, l1_norm, lowest
+from course_utils.graph import ModelGraph
+from course_utils.plans import group_scores, lowest
+from course_utils.scores import l1_norm
 from course_utils.export import export_onnx, onnx_difference, onnx_latency, onnx_session
 from course_utils.models import build_model
 from course_utils.surgery import remove_filters
@@ -17,7 +19,7 @@ pytest.importorskip("onnxruntime")
 def test_a_pruned_model_runs_under_onnxruntime_as_in_pytorch(tmp_path, name):
     torch.manual_seed(0)
     model, x = build_model(name, 0.25).eval(), torch.randn(1, 3, 32, 32)
-    remove_filters(model, x, lowest(group_scores(model, l1_norm(model), x), 0.4))
+    remove_filters(model, x, lowest(group_scores(ModelGraph(model, x), l1_norm(model)), 0.4))
     session = onnx_session(export_onnx(model, x, tmp_path / "pruned.onnx"), threads=1)
     assert onnx_difference(model, session, x) < 1e-4
     assert [i.shape[1:] for i in session.get_inputs()] == [[3, 32, 32]]

@@ -8,12 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from course_utils import run_course, storage
+from course_utils import storage
+from course_utils.harness import run_course
 from course_utils.chain import links
-from course_utils.criteria import globally_lowest, l1_norm, loosening, lowest
+from course_utils.plans import globally_lowest, lowest
+from course_utils.scores import l1_norm
+from course_utils.votes import loosening
 from course_utils.metrics import measure_latency
 from course_utils.models import build_model
-from course_utils.surgery import SurgeryError, remove_filters
+from course_utils.graph import SurgeryError
+from course_utils.surgery import remove_filters
 from course_utils.train import cached_training, checkpoint_path, fit
 from course_utils.uncertainty import paired_difference
 from test_train import Counter, blobs, tiny_model

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_utils import gpu_check
+from course_utils.harness import gpu_check
 
 
 def test_without_cuda_it_says_so_and_writes_nothing(tmp_path, capsys, monkeypatch):

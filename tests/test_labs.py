@@ -213,7 +213,7 @@ def test_no_message_prints_the_references_values(capsys):
 # --- 06 -----------------------------------------------------------------------------------
 
 def test_a_criterion_of_ones_own_must_rank_the_planted_filter_first_to_go(capsys):
-    from course_utils.criteria import l1_norm, random_scores
+    from course_utils.scores import l1_norm, random_scores
 
     assert verdict(capsys, "own_criterion", lambda model, seed: l1_norm(model))[0]
     fails_saying(capsys, "own_criterion", lambda model, seed: {n: -s for n, s in l1_norm(model).items()},

@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from browser_lab import has_widgets
-from course_utils.execution import NotebookFailed, execute
-from course_utils.run_course import record_results, write_summary
+from course_utils.harness.execution import NotebookFailed, execute
+from course_utils.harness.run_course import record_results, write_summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
@@ -213,7 +213,7 @@ def test_the_student_edition_runs_to_the_end_with_every_stub_reported(notebook, 
 def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):
     """The site of a smoke run: every link of the index opens a page, each notebook page shows
     its figures, and no page is empty."""
-    from course_utils.site import build_site
+    from course_utils.harness.site import build_site
 
     runs = []
     for notebook in NOTEBOOKS:

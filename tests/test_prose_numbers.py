@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from course_utils.profiles import PROFILES
-from course_utils.run_course import RECORDED
+from course_utils.harness.run_course import RECORDED
 from course_utils.uncertainty import accuracy_interval
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from course_utils import reduction
-from course_utils.criteria import mean_activation
+from course_utils.graph import ModelGraph
+from course_utils.scores import mean_activation
 from course_utils.data import DATASETS, ImageData
 
 
@@ -40,7 +41,7 @@ def test_round_k_fine_tunes_on_slice_k_with_seed_k_whether_or_not_a_curve_is_dra
 def test_each_cut_removes_its_share_of_the_filters_reducible_at_the_start():
     model, parts = small_net(), slices()
     example = torch.zeros(2, 3, 8, 8)
-    assert reduction.reducible_filters(model, example) == 16
+    assert reduction.reducible_filters(ModelGraph(model, example)) == 16
     reduction.reduce_iteratively(model, cuts=2, share=0.25, rounds_per_cut=1, rounds=parts,
                                  calibration=parts[0], example_input=example, lr=0.01,
                                  batch_size=8, criterion=mean_activation)

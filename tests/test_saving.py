@@ -5,7 +5,9 @@ import os
 import pytest
 import torch
 
-from course_utils.criteria import globally_lowest, l1_norm, reducible_scores
+from course_utils.graph import ModelGraph
+from course_utils.plans import globally_lowest, reducible_scores
+from course_utils.scores import l1_norm
 from course_utils.metrics import count_parameters
 from course_utils.models import build_model
 from course_utils.saving import PrunedFileError, load_pruned, save_pruned
@@ -26,7 +28,7 @@ def pruned(name, rounds=1):
     model.eval()
     plans = []
     for _ in range(rounds):
-        scores = reducible_scores(model, l1_norm(model), EXAMPLE)
+        scores = reducible_scores(ModelGraph(model, EXAMPLE), l1_norm(model))
         plans.append(globally_lowest(scores, round(0.2 * sum(map(len, scores.values())))))
         remove_filters(model, EXAMPLE, plans[-1])
     return model, plans, architecture

@@ -1,4 +1,4 @@
-"""The pages of a run (course_utils.site), built from a hand-made run folder; the browser
+"""The pages of a run (course_utils.harness.site), built from a hand-made run folder; the browser
 test in test_notebooks.py opens the pages of a real smoke run."""
 
 import base64
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.run_course import write_summary
-from course_utils.site import build_site, notebook_title
+from course_utils.harness.run_course import write_summary
+from course_utils.harness.site import build_site, notebook_title
 
 PIXEL = base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -55,7 +55,7 @@ def test_a_page_shows_its_equations_typeset_with_no_network(tmp_path, browser, e
 
 
 def test_make_site_builds_the_pages_of_a_recorded_run_or_says_what_is_missing(tmp_path, capsys):
-    from course_utils.site import main
+    from course_utils.harness.site import main
 
     recorded, site = tmp_path / "quick", tmp_path / "pages"
     recorded.mkdir()
@@ -72,7 +72,7 @@ def test_make_site_builds_the_pages_of_a_recorded_run_or_says_what_is_missing(tm
 
 
 def test_the_index_names_each_highlight_beside_the_papers_number(tmp_path):
-    from course_utils.highlights import HIGHLIGHTS
+    from course_utils.harness.highlights import HIGHLIGHTS
 
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 01 · A paper")]),
                    tmp_path / "01_divide_and_delete_filters.ipynb")

@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from course_utils.criteria import l1_norm, lowest
+from course_utils.plans import lowest
+from course_utils.scores import l1_norm
 from course_utils.metrics import count_flops, count_parameters
 from course_utils.models import build_model
-from course_utils.surgery import (ModelGraph, SurgeryError, mask_filters, remove_filters,
-                                  scored_convs, split_model, thin)
+from course_utils.graph import ModelGraph, SurgeryError, scored_convs, split_model
+from course_utils.surgery import mask_filters, remove_filters, thin
 
 ZOO = {
     "alexnet": (lambda: tvm.alexnet(weights=None, num_classes=10), (3, 64, 64)),
@@ -408,7 +409,7 @@ def test_a_grouped_convolution_loses_its_input_and_output_channels_like_masking(
 
 def test_a_plan_that_unbalances_a_grouped_convolution_is_refused_before_any_change():
     model, x = grouped_net(), torch.randn(2, 3, 8, 8)
-    with pytest.raises(SurgeryError, match=r"2 groups of 4; the plan removes \[1, 2\].*graph=ModelGraph"):
+    with pytest.raises(SurgeryError, match=r"2 groups of 4; the plan removes \[1, 2\].*graph=graph"):
         remove_filters(model, x, {"0": [0, 4, 5]})
     assert model[0].out_channels == 8 and model[3].groups == 2
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from course_utils.storage import exclusive
-from course_utils.sweep import GpuSlots, grid_runs, main, parse_assignment, run_name
+from course_utils.harness.sweep import GpuSlots, grid_runs, main, parse_assignment, run_name
 
 PROBE = Path(__file__).parent / "fixtures" / "sweep_probe.ipynb"
 

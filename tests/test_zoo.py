@@ -14,9 +14,10 @@ import pytest
 import torch
 import torchvision
 
-from course_utils.criteria import lowest
+from course_utils.plans import lowest
 from course_utils.metrics import count_parameters
-from course_utils.surgery import ModelGraph, SurgeryError, mask_filters, remove_filters
+from course_utils.graph import ModelGraph, SurgeryError
+from course_utils.surgery import mask_filters, remove_filters
 
 INPUT_SIZE = {"alexnet": 64, "inception_v3": 96, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224}  # else 32
 MODELS = [name for name in torchvision.models.list_models(module=torchvision.models)

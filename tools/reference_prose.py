@@ -7,7 +7,7 @@ the outputs that run recorded.
 An introduction quotes its reference run's numbers, so it is written after that run; this
 puts the new words beside the recorded outputs. It refuses a notebook whose code cells
 differ from those the run executed: its outputs would not be that code's, so record it
-again (`python -m course_utils.run_course --profile quick --only NN`).
+again (`python -m course_utils.harness.run_course --profile quick --only NN`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from course_utils.run_course import NOTEBOOKS, RECORDED, course_notebooks, reference_copy  # noqa: E402
+from course_utils.harness.run_course import NOTEBOOKS, RECORDED, course_notebooks, reference_copy  # noqa: E402
 
 INJECTED = "injected-parameters"  # the cell papermill adds after the parameters cell
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             updated = refreshed(nbformat.read(path, 4), reference)
         except StaleReference as stale:
             problems.append(f"{path.name}: {stale}; record it again "
-                            f"(python -m course_utils.run_course --profile {arguments.profile} --only {path.name[:2]})")
+                            f"(python -m course_utils.harness.run_course --profile {arguments.profile} --only {path.name[:2]})")
             continue
         if updated != reference:
             if arguments.check:

@@ -1,6 +1,6 @@
 """Each notebook's headline numbers, written as JSON beside the executed notebook.
 
-The main job (`python -m course_utils.run_course`) builds its summary.md from these
+The main job (`python -m course_utils.harness.run_course`) builds its summary.md from these
 files, never by scraping a notebook's printed output. They are strict JSON (a NaN or an
 infinity is written as null) and written atomically, so a full disk or a crash never
 leaves half a file; a reader skips a damaged one, naming it.
@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from .storage import read_json, write_json
+from ..storage import read_json, write_json
 
 
 def save_results(path: str | Path | None, notebook: str, profile: str, dataset: str,

@@ -1,11 +1,11 @@
 """The course's main job: run every notebook headless and summarise what each found.
 
-    python -m course_utils.run_course [--profile auto] [--out runs/<date>]
+    python -m course_utils.harness.run_course [--profile auto] [--out runs/<date>]
 
 Each notebook in notebooks/ runs under papermill with its PROFILE set, in a fresh
-kernel, each cell within the profile's `cell_timeout` (course_utils.execution); the executed copy and the notebook's results JSON go to the output folder,
+kernel, each cell within the profile's `cell_timeout` (course_utils.harness.execution); the executed copy and the notebook's results JSON go to the output folder,
 and summary.md gathers one row per notebook from those JSON files; site/index.html is the
-run as pages to read from disk (course_utils.site). A failing notebook is recorded and the
+run as pages to read from disk (course_utils.harness.site). A failing notebook is recorded and the
 others still run; the exit status says whether all succeeded.
 
 runs.json is written after every notebook, so an interrupted run resumes: the same command
@@ -32,12 +32,12 @@ from pathlib import Path
 import nbformat
 
 from .execution import NotebookFailed, execute
-from .profiles import get_profile
+from ..profiles import get_profile
 from .results import load_results
-from .storage import atomic_write, exclusive, move_aside, read_json, write_json
+from ..storage import atomic_write, exclusive, move_aside, read_json, write_json
 from .site import build_site
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 RECORDED = NOTEBOOKS / "results"  # results/<profile>/<notebook>.json, kept in git
 RECORDED_PROFILES = ("quick", "paper")
@@ -49,7 +49,7 @@ def course_notebooks() -> list[Path]:
 
 
 def run_notebook(notebook: Path, out: Path, profile: str, **parameters) -> dict:
-    """Execute one notebook headless (course_utils.execution: a cell may take the profile's
+    """Execute one notebook headless (course_utils.harness.execution: a cell may take the profile's
     `cell_timeout`; a stalled cell gets one retry in a fresh kernel); returns its status,
     wall time and, when it happened, the stall that caused the retry."""
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Run one notebook over a grid of parameters with papermill, and gather what each run found.
 
-    python -m course_utils.sweep notebooks/05_taylor_pruning_deep_networks.ipynb \\
+    python -m course_utils.harness.sweep notebooks/05_taylor_pruning_deep_networks.ipynb \\
         --grid SEED=0,1,2 --grid STEP=0.05,0.1 --set PROFILE=smoke --plot resnet18_accuracy_diff_points
 
 Every combination of the `--grid` values is one run, in its own folder under `--out`
@@ -54,10 +54,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .execution import check_parameters
-from .profiles import get_profile
-from .storage import atomic_write, exclusive, move_aside, read_json, write_json
+from ..profiles import get_profile
+from ..storage import atomic_write, exclusive, move_aside, read_json, write_json
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAX_READABLE = 80  # characters of a run folder's name taken from its values (a digest follows)
 
 
@@ -132,7 +132,7 @@ def run_one(notebook: Path, folder: Path, parameters: dict, threads: int,
     written to a folder of its own (named after the sweep's `session`) and renamed into
     place only when it ends, replacing at most an earlier failed run. Each cell may take the
     profile's `cell_timeout`; a stalled run is retried once in a fresh kernel
-    (course_utils.execution). `gpus`: the only GPUs the notebook may see."""
+    (course_utils.harness.execution). `gpus`: the only GPUs the notebook may see."""
     with exclusive(_lock_of(folder)):
         _remove_partials_of(folder)  # we hold the run's lock: no live process owns them
         record = finished_record(folder, parameters)
@@ -179,7 +179,7 @@ def _readable(path: Path) -> dict | None:
 
 def _execute(notebook: Path, partial: Path, parameters: dict, threads: int, gpus: list[int] | None) -> dict:
     """Run the notebook into `partial` in a child process; its record (status, seconds, error)."""
-    command = [sys.executable, "-m", "course_utils.execution", str(notebook), str(partial / notebook.name),
+    command = [sys.executable, "-m", "course_utils.harness.execution", str(notebook), str(partial / notebook.name),
                "-y", json.dumps({**parameters, "RESULTS_FILE": str(partial / "results.json")}),
                "--timeout", str(get_profile(parameters.get("PROFILE", "auto")).cell_timeout),
                "--report", str(partial / "report.json")]

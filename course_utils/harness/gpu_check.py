@@ -1,7 +1,7 @@
 """One prepared command for the first machine with a CUDA GPU: what `PROFILE="auto"` (which
 picks `paper` there) will cost, measured in one go.
 
-    python -m course_utils.gpu_check [--out runs/gpu-check.json] [--dry-run]   (make gpu-check)
+    python -m course_utils.harness.gpu_check [--out runs/gpu-check.json] [--dry-run]   (make gpu-check)
 
 It runs every notebook in the `shapes` profile on the GPU (the papers' widths on a few
 images: every code path of a paper run), then times one `paper` epoch of each of notebook
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .profiles import PROFILES
+from ..profiles import PROFILES
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 BASELINES = (("alexnet", "mnist"), ("vgg16", "cifar10"), ("resnet18", "cifar10"), ("vgg16_gap", "cifar10"))
 
 
@@ -47,9 +47,9 @@ def shapes_run(notebook: str, folder: Path) -> dict:
 
 
 def paper_epoch(name: str, device: torch.device) -> dict:
-    from .data import load_dataset
-    from .models import build_model
-    from .train import BASELINE_RECIPES, DEFAULT_RECIPE, augments, fit
+    from ..data import load_dataset
+    from ..models import build_model
+    from ..train import BASELINE_RECIPES, DEFAULT_RECIPE, augments, fit
 
     model_name, dataset = name.split("/")
     data = load_dataset(dataset, "train", PROFILES["paper"].baseline_train_size, device=device)

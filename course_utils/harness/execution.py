@@ -1,6 +1,6 @@
 """Headless execution of a notebook that never waits forever.
 
-    python -m course_utils.execution NOTEBOOK OUTPUT [-p NAME VALUE ...] [--timeout S] [--report FILE]
+    python -m course_utils.harness.execution NOTEBOOK OUTPUT [-p NAME VALUE ...] [--timeout S] [--report FILE]
     papermill NOTEBOOK OUTPUT --engine course   # the same client, from papermill's own command
 
 Why a client of our own. Under nbclient (papermill's executor), a cell that shows an
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"-y must be a JSON object of parameter names and values, got {args.parameters!r}")
     try:
         if args.timeout is None:  # never without a limit
-            from .profiles import get_profile
+            from ..profiles import get_profile
 
             args.timeout = get_profile(str(parameters.get("PROFILE", "auto"))).cell_timeout
         report = execute(args.notebook, args.output, parameters, args.timeout)

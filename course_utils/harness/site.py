@@ -21,7 +21,7 @@ import nbformat
 
 from .highlights import highlights_table
 from .results import load_results
-from .storage import read_json
+from ..storage import read_json
 
 SITE = "site"
 MATHJAX = "mathjax"  # site/mathjax/: MathJax 2 with TeX input and HTML-CSS output, about 2.5 MB
@@ -139,7 +139,7 @@ def _recorded_statuses(run: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description="The pages of a run, to read with no kernel (make site).")
     parser.add_argument("run", nargs="?", type=Path, default=root / "notebooks" / "results" / "quick",
                         help="a run folder (default: the reference run kept in the repo)")

@@ -1,6 +1,6 @@
 """The few numbers of each notebook a reader looks for first, named, beside the paper's.
 
-The site's index (`course_utils.site`) shows them as a table built from a run's results files:
+The site's index (`course_utils.harness.site`) shows them as a table built from a run's results files:
 each row names a quantity, gives ours as the run recorded it (a percent, a paired difference
 with its interval, a ratio, a count) and the paper's where the paper reports one. The paper's
 numbers are facts from `shared/papers/` (quoted in the notebooks' paper tables), never ours.
