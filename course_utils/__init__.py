@@ -31,7 +31,9 @@ On top
 - saving, export  a pruned model saved as architecture, plans and weights; ONNX and onnxruntime
 - plots, widgets  shared figures and interactive controls
 - parameters   the checks of a notebook's parameters cell, one shared way
-- labs, exercises, checks  the checks of the "Your turn" tasks and of the exercises
+- grading     judging the learner: a "Your turn" task returns the function the notebook runs on,
+               an exercise's check says correct, close or not yet
+- claims       what a run shows of the sentences around it (a claim held or did not)
 
 The harness (course_utils.harness): execution, results, run_course, site, sweep, gpu_check:
 running notebooks headless and keeping what they found.

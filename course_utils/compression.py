@@ -66,18 +66,22 @@ def initial_centroids(values: torch.Tensor, k: int, init: str,
 
 
 def kmeans_1d(values: torch.Tensor, centroids: torch.Tensor,
-              iterations: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+              iterations: int = 30, step=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's algorithm in one dimension from `centroids`; returns (centroids, assignment).
 
     The nearest centroid of each value is found by bucketizing against the midpoints of
-    the sorted centroids. An empty cluster keeps its previous centroid.
+    the sorted centroids. An empty cluster keeps its previous centroid. `step(values,
+    centroids)`: one Lloyd step (notebook 02's task, the learner's own) instead of ours.
     """
     centroids = centroids.sort().values.clone()
     assignment = _nearest(values, centroids)
     for _ in range(iterations):
-        counts = torch.bincount(assignment, minlength=len(centroids))
-        sums = torch.bincount(assignment, weights=values, minlength=len(centroids))
-        updated = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        if step is None:
+            counts = torch.bincount(assignment, minlength=len(centroids))
+            sums = torch.bincount(assignment, weights=values, minlength=len(centroids))
+            updated = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        else:
+            updated = torch.as_tensor(step(values, centroids), dtype=centroids.dtype)
         updated = updated.sort().values
         assignment = _nearest(values, updated)
         if torch.equal(updated, centroids):
@@ -110,9 +114,10 @@ class SharedLayer:
 
 
 def share_weights(model: nn.Module, bits: int, init: str, seed: int = 0,
-                  iterations: int = 30) -> dict[str, SharedLayer]:
+                  iterations: int = 30, step=None) -> dict[str, SharedLayer]:
     """Replace every layer's weights by 2**bits shared values (k-means per layer, weights
-    not shared across layers; zeros left by pruning are kept out of the clustering)."""
+    not shared across layers; zeros left by pruning are kept out of the clustering). `step`:
+    see `kmeans_1d`."""
     if not 1 <= bits <= 16:
         raise ValueError(f"bits per index must be between 1 and 16, got {bits}")
     generator = torch.Generator().manual_seed(seed)
@@ -127,7 +132,7 @@ def share_weights(model: nn.Module, bits: int, init: str, seed: int = 0,
             values = weight[kept] if kept is not None else weight.flatten()
             k = min(2 ** bits, len(values))
             centroids, assignment = kmeans_1d(
-                values, initial_centroids(values, k, init, generator), iterations)
+                values, initial_centroids(values, k, init, generator), iterations, step)
             shared[name] = SharedLayer(centroids, assignment, weight.shape, kept)
             layer.weight.copy_(shared[name].weights())
     return shared

@@ -18,7 +18,7 @@ from .chain import channel_contributions, links
 from .data import ImageData, require_images
 from .device import model_device
 from .graph import ModelGraph, SurgeryError, as_graph, model_of, scored_convs, split_model
-from .thinet import sample_terms, thinet_selection
+from .thinet import greedy_order, sample_terms
 from .votes import filter_gradient_norms, outlier_votes
 
 Model = nn.Module | ModelGraph
@@ -96,7 +96,7 @@ def mean_activation(model: Model, data: ImageData, batch_size: int = 256) -> dic
     return {name: _unit(total / len(data)) for name, total in sums.items()}
 
 
-def taylor(model: Model, data: ImageData, batch_size: int = 256) -> dict:
+def taylor(model: Model, data: ImageData, batch_size: int = 256, score=None) -> dict:
     """First-order Taylor (Molchanov et al. 2017, eq. 8): per image, |activation x gradient
     of the loss, summed over the map|, then the mean over images; normalised per layer to
     unit L2 norm (so summing or averaging over positions ranks alike). It estimates how much
@@ -106,19 +106,43 @@ def taylor(model: Model, data: ImageData, batch_size: int = 256) -> dict:
     both the activation and its gradient are zero. The members of a residual group lose a
     channel together, so their terms are added per image before the absolute value (the
     first-order change of removing the channel from the residual stream); every member
-    gets the group's score."""
+    gets the group's score.
+
+    `score(activation, gradient)`: one layer's scores from one batch's maps (notebook 05's
+    task, the learner's own), averaged over the batches by their size; a residual group's
+    joint terms reach it as (the summed products, ones)."""
     graph = as_graph(model)
+    if score is not None:
+        return _taylor_with(graph, data, batch_size, score)
     per_image: dict[str, list[torch.Tensor]] = {}
     for outputs in _hooked_passes(graph, data, batch_size, with_gradients=True):
         for name, output in outputs.items():
             per_image.setdefault(name, []).append((output * output.grad).sum((2, 3)).detach())
     terms = {name: torch.cat(parts) for name, parts in per_image.items()}  # (images, filters)
-    for group in graph.groups:
-        members = [conv for conv in group.convs if conv in terms]
-        if len(members) > 1:
-            joint = sum(terms[conv] for conv in members)
-            terms.update({conv: joint for conv in members})
+    for members in _residual_members(graph, terms):
+        joint = sum(terms[conv] for conv in members)
+        terms.update({conv: joint for conv in members})
     return {name: _unit(contribution.abs().mean(0)) for name, contribution in terms.items()}
+
+
+def _residual_members(graph: ModelGraph, scored) -> list[list[str]]:
+    """The scored members of each residual group (a group of more than one)."""
+    return [members for group in graph.groups
+            if len(members := [conv for conv in group.convs if conv in scored]) > 1]
+
+
+def _taylor_with(graph: ModelGraph, data: ImageData, batch_size: int, score) -> dict:
+    """`taylor` with the per-batch reduction `score(activation, gradient)` of the learner."""
+    totals: dict[str, torch.Tensor] = {}
+    for outputs in _hooked_passes(graph, data, batch_size, with_gradients=True):
+        maps = {name: (output.detach(), output.grad.detach()) for name, output in outputs.items()}
+        for members in _residual_members(graph, maps):
+            joint = sum(activation * gradient for activation, gradient in (maps[conv] for conv in members))
+            maps.update({conv: (joint, torch.ones_like(joint)) for conv in members})
+        images = next(iter(maps.values()))[0].shape[0]
+        for name, (activation, gradient) in maps.items():
+            totals[name] = totals.get(name, 0) + images * torch.as_tensor(score(activation, gradient)).detach()
+    return {name: _unit(total / len(data)) for name, total in totals.items()}
 
 
 @torch.no_grad()
@@ -214,15 +238,20 @@ def _deletion_totals(graph: ModelGraph, batches, ends: list[str], channels: int,
 def gradient_outliers(model: Model, data: ImageData, s: float = 1.0, batches: int = 8,
                       batch_size: int = 128, seed: int = 0) -> dict:
     """Paper 04's criterion as a score: minus the outlier votes, since the report prunes the
-    filters whose gradients stand out (a large gradient: a filter still far from fitting)."""
-    votes = outlier_votes(filter_gradient_norms(model, data, batches, batch_size, seed), s)
-    return {name: -count.float() for name, count in votes.items()}
+    filters whose gradients stand out (a large gradient: a filter still far from fitting).
+    The votes take few values (at most `batches` + 1), so ties are broken by a stated rule, not
+    by the order of a sort: among filters with as many votes, the one with the larger mean
+    gradient norm goes first (a fraction below one vote is subtracted, in proportion to it)."""
+    norms = filter_gradient_norms(model, data, batches, batch_size, seed)
+    votes = outlier_votes(norms, s)
+    return {name: -count.float() - 0.5 * norms[name].mean(0) / norms[name].mean(0).max().clamp(min=1e-12)
+            for name, count in votes.items()}
 
 
 @torch.no_grad()
 def kl_oracle(model: Model, data: ImageData, batch_size: int = 256,
               images_per_pass: int = 2048, fast: bool = True,
-              layers: list[str] | None = None) -> dict:
+              layers: list[str] | None = None, divergence=None) -> dict:
     """Paper 03's score: for every filter, the mean over the images of
     KL[softmax(model) || softmax(model without that filter)]. Comparable across layers.
 
@@ -230,7 +259,9 @@ def kl_oracle(model: Model, data: ImageData, batch_size: int = 256,
     fast version (the same numbers) runs, per layer, the front of the network once; the
     consumer's output once, then, for many filters in one batched pass, that output minus
     each filter's term (a single-channel convolution); and only the rest of the network.
-    `layers` limits the scoring to those convs.
+    `layers` limits the scoring to those convs. `divergence(logits, logits_without)`: the
+    mean over the images of the divergence of one filter's removal (notebook 03's task, the
+    learner's own), called once per filter and batch; by default `kl_divergence`, batched.
     """
     require_images(data, "the calibration data")
     graph = as_graph(model)
@@ -238,16 +269,17 @@ def kl_oracle(model: Model, data: ImageData, batch_size: int = 256,
     was_training = model.training
     model.eval()
     try:
-        return {link.conv: (kl_layer_fast(graph, link, data, batch_size, images_per_pass) if fast
-                            else kl_layer_naive(model, link, data, batch_size)).cpu()
+        return {link.conv: (kl_layer_fast(graph, link, data, batch_size, images_per_pass, divergence) if fast
+                            else kl_layer_naive(model, link, data, batch_size, divergence)).cpu()
                 for link in links(graph, layers)}
     finally:
         model.train(was_training)
 
 
-def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
+def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048, divergence=None):
     """The KL scores of one link's filters: the front once, the consumer's output minus
-    each filter's term, the rest of the network on many filters at once."""
+    each filter's term, the rest of the network on many filters at once. `divergence`:
+    see `kl_oracle`."""
     front, middle, back = split_model(model, link.cut, link.consumer)
     consumer = model_of(model).get_submodule(link.consumer)
     device = model_device(model_of(model))
@@ -256,24 +288,40 @@ def kl_layer_fast(model, link, data, batch_size=256, images_per_pass=2048):
         chunk = max(1, images_per_pass // len(images))  # filters per pass: few images, many filters
         channels_out = front(images)
         reference = middle(channels_out)
-        log_p = torch.log_softmax(back(reference.clone()), 1)  # clone: back's ReLUs are in place
+        logits = back(reference.clone())  # clone: back's ReLUs are in place
         for start in range(0, link.channels, chunk):
             channels = torch.arange(start, min(start + chunk, link.channels), device=device)
             terms = channel_contributions(consumer, channels_out, channels)
             without = (reference.unsqueeze(1) - terms).transpose(0, 1).flatten(0, 1)
-            log_q = torch.log_softmax(back(without), 1).view(len(channels), len(images), -1)
-            totals[channels] += _kl(log_p, log_q).sum(1)
+            totals[channels] += _summed(logits, back(without).view(len(channels), len(images), -1), divergence)
     return totals / len(data)
 
 
-def kl_layer_naive(model, link, data, batch_size=256):
+def kl_divergence(logits: torch.Tensor, logits_without: torch.Tensor) -> torch.Tensor:
+    """KL[softmax(logits) || softmax(logits_without)] per image (the last dimension holds the
+    classes), from log-probabilities: exact where a network is sure of its class."""
+    log_p, log_q = torch.log_softmax(logits, -1), torch.log_softmax(logits_without, -1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def _summed(logits: torch.Tensor, without: torch.Tensor, divergence) -> torch.Tensor:
+    """Each filter's summed divergence over the images: `without` is (filters, images,
+    classes). With the learner's `divergence` (a mean over images, one filter at a time)."""
+    if divergence is None:
+        return kl_divergence(logits, without).sum(-1)
+    return torch.stack([torch.as_tensor(divergence(logits, one), dtype=torch.float32) for one in without]).to(
+        logits.device) * len(logits)
+
+
+def kl_layer_naive(model, link, data, batch_size=256, divergence=None):
     """The KL scores of one link's filters, as the paper defines them: one forward pass of
-    the whole network per filter, with the filter's channel zeroed where it is final."""
+    the whole network per filter, with the filter's channel zeroed where it is final.
+    `divergence`: see `kl_oracle`."""
     cut = model.get_submodule(link.cut)
     device = model_device(model)
     totals = torch.zeros(link.channels, device=device)
     for images, _ in data.batches(batch_size, device=device):
-        log_p = torch.log_softmax(model(images), 1)
+        logits = model(images)
         for channel in range(link.channels):
             def drop(module, inputs, output, channel=channel):
                 output = output.clone()
@@ -281,26 +329,23 @@ def kl_layer_naive(model, link, data, batch_size=256):
                 return output
             hook = cut.register_forward_hook(drop)
             try:
-                totals[channel] += _kl(log_p, torch.log_softmax(model(images), 1)).sum()
+                totals[channel] += _summed(logits, model(images).unsqueeze(0), divergence)[0]
             finally:
                 hook.remove()
     return totals / len(data)
 
 
-def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL[p || q] per row (over the last dimension), from log-probabilities."""
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
-
-
 @torch.no_grad()
 def thinet(model: Model, data: ImageData, per_image: int = 10, seed: int = 0,
-           batch_size: int = 256, layers: list[str] | None = None) -> dict:
+           batch_size: int = 256, layers: list[str] | None = None, step=None) -> dict:
     """ThiNet's greedy channel selection (Luo et al.; Algorithm 1 of paper 04), as a score:
     for each conv, sample entries of the next layer's output and each channel's term in
     them, then grow the kept set one channel at a time, each time taking the channel that
     best fits what the kept set (least-squares scaled) still misses. A filter's score is
     how early it joined, so `lowest(scores, ratio)` is ThiNet's choice at every ratio.
-    Scores are per layer only: ThiNet prunes layer by layer. `layers` limits the scoring."""
+    Scores are per layer only: ThiNet prunes layer by layer. `layers` limits the scoring.
+    `step(terms, target, kept)`: one greedy step (notebook 04's task, the learner's own),
+    called once per channel; by default the whole order at once (`thinet_selection`)."""
     graph = as_graph(model)
     model = graph.model
     was_training = model.training
@@ -310,7 +355,7 @@ def thinet(model: Model, data: ImageData, per_image: int = 10, seed: int = 0,
     try:
         for link in links(graph, layers):
             terms = sample_terms(graph, link, data, per_image, generator, batch_size)
-            order = thinet_selection(terms, terms.sum(1)).cpu()
+            order = greedy_order(terms, terms.sum(1), link.channels, step).cpu()
             scores[link.conv] = torch.empty(link.channels).index_put_(
                 (order,), torch.arange(link.channels, 0, -1, dtype=torch.float) - 1)
     finally:

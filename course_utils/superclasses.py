@@ -36,13 +36,14 @@ def merge_penalty(a: torch.Tensor, b: torch.Tensor) -> int:
     return union + distance
 
 
-def merge_classes(responses: torch.Tensor, k: int) -> list[Superclass]:
+def merge_classes(responses: torch.Tensor, k: int, penalty=merge_penalty) -> list[Superclass]:
     """Merge the classes (rows of the boolean matrix `responses`, classes x groups) into
     `k` superclasses, as §7.2 describes.
 
     The vectors are first sorted by their number of ones (ascending; ties keep class
     order), and among equal penalties the pair met first in that order is merged, so
-    the result is deterministic.
+    the result is deterministic. `penalty(a, b)`: the cost of merging two response vectors
+    (notebook 01's task, the learner's own), by default `merge_penalty`.
     """
     responses = torch.as_tensor(responses).bool()
     if not 1 <= k <= len(responses):
@@ -51,7 +52,7 @@ def merge_classes(responses: torch.Tensor, k: int) -> list[Superclass]:
     order = sorted(range(len(responses)), key=lambda m: (int(responses[m].sum()), m))
     groups = [Superclass([m], responses[m].clone()) for m in order]
     while len(groups) > k:
-        _, i, j = min((merge_penalty(groups[i].keep, groups[j].keep), i, j)
+        _, i, j = min((penalty(groups[i].keep, groups[j].keep), i, j)
                       for i in range(len(groups)) for j in range(i + 1, len(groups)))
         merged = Superclass(sorted(groups[i].classes + groups[j].classes),
                             groups[i].keep | groups[j].keep)

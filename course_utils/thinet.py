@@ -30,13 +30,25 @@ def sample_terms(model: ModelGraph, link: Link, data: ImageData, per_image: int,
                       for images, _ in data.batches(batch_size, device=device)])
 
 
+def greedy_order(terms: torch.Tensor, target: torch.Tensor, count: int, step=None) -> torch.Tensor:
+    """The first `count` channels Algorithm 1 keeps, in order: `thinet_selection` (every step
+    at once), or the learner's `step(terms, target, kept)` called once per channel."""
+    if step is None:
+        return thinet_selection(terms, target)[:count]
+    kept: list[int] = []
+    for _ in range(count):
+        kept.append(int(step(terms, target, list(kept))))
+    return torch.tensor(kept)
+
+
 @torch.no_grad()
 def thinet_prune(graph: ModelGraph, data: ImageData, conv: str, keep: int, per_image: int = 10,
-                 seed: int = 0, batch_size: int = 256) -> ModelGraph:
+                 seed: int = 0, batch_size: int = 256, step=None) -> ModelGraph:
     """ThiNet on one layer of `graph.model`, in place: choose `keep` of the conv's filters
-    (Algorithm 1), remove the others, and fold the least-squares scaling of the kept channels
-    into the consumer's weights, so that its output stays as close as it can to the unpruned
-    one. Returns the pruned model's graph (no new trace), for the next layer."""
+    (Algorithm 1; with `step`, the learner's greedy step: see `greedy_order`), remove the
+    others, and fold the least-squares scaling of the kept channels into the consumer's
+    weights, so that its output stays as close as it can to the unpruned one. Returns the
+    pruned model's graph (no new trace), for the next layer."""
     link = graph.link(conv)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep <= link.channels:
         raise ValueError(f"keep must be a whole number from 1 to {link.channels} for {conv}, got {keep!r}")
@@ -44,7 +56,7 @@ def thinet_prune(graph: ModelGraph, data: ImageData, conv: str, keep: int, per_i
     was_training = model.training
     model.eval()
     terms = sample_terms(graph, link, data, per_image, torch.Generator().manual_seed(seed), batch_size)
-    kept = thinet_selection(terms, terms.sum(1))[:keep].sort().values
+    kept = greedy_order(terms, terms.sum(1), keep, step).sort().values
     scaling = thinet_scaling(terms[:, kept], terms.sum(1))
     kept = kept.tolist()
     graph = remove(graph, {conv: [c for c in range(link.channels) if c not in set(kept)]})

@@ -87,6 +87,18 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor,
     return Difference(mean, mean - half, mean + half)
 
 
+def change_in_difference(after_a: torch.Tensor, after_b: torch.Tensor, before_a: torch.Tensor,
+                         before_b: torch.Tensor, confidence: float = 0.95) -> Difference:
+    """How much the paired difference a - b changes between two conditions (say before and
+    after fine-tuning), all four outcomes judged on the same images: the mean of each image's
+    (a - b after) - (a - b before), with its normal interval. Negative: the gap narrows
+    (when a leads b)."""
+    delta = (after_a.double() - after_b.double()) - (before_a.double() - before_b.double())
+    mean, spread = delta.mean().item(), delta.std().item() / math.sqrt(len(delta))
+    half = _z(confidence) * spread
+    return Difference(mean, mean - half, mean + half)
+
+
 def family_confidence(comparisons: int, confidence: float = 0.95) -> float:
     """The confidence each of `comparisons` intervals needs so that all of them hold together
     with `confidence` (Bonferroni): with 9 comparisons at 95% each, about one in three runs

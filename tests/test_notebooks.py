@@ -180,8 +180,9 @@ def has_tasks(path: Path) -> bool:
 
 
 def task_verdicts(path: Path) -> list[str]:
-    """What each `check_task(...)` cell of an executed notebook printed."""
-    return ["".join(output.get("text", "") for output in cell.outputs)
+    """What each `check_task(...)` cell of an executed notebook said (printed, or shown as a box
+    whose plain text is kept beside its HTML)."""
+    return ["".join(output.get("text", "") or output.get("data", {}).get("text/plain", "") for output in cell.outputs)
             for cell in nbformat.read(path, 4).cells if cell.cell_type == "code" and "check_task(" in cell.source]
 
 

@@ -64,3 +64,5 @@ def test_the_student_edition_has_every_task_stubbed_and_no_solution(tmp_path, ca
                         f"raise NotImplementedError('write {function.name} here')"
                     tasks.setdefault(path.stem[:2], []).append(function.name)
     assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06"], tasks
+    assert sorted(path.name for path in tmp_path.glob("lesson*.py")) == \
+        sorted(path.name for path in NOTEBOOKS[0].parent.glob("lesson*.py")), "each notebook's lesson module beside it"

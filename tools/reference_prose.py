@@ -7,7 +7,9 @@ the outputs that run recorded.
 An introduction quotes its reference run's numbers, so it is written after that run; this
 puts the new words beside the recorded outputs. It refuses a notebook whose code cells
 differ from those the run executed: its outputs would not be that code's, so record it
-again (`python -m course_utils.harness.run_course --profile quick --only NN`).
+again (`python -m course_utils.harness.run_course --profile quick --only NN`). Until then
+the notebook's introduction must say that its reference run is of earlier code (the marker
+`STALE_MARK`, beside a sentence a reader sees), and its copy is left as recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils.harness.run_course import NOTEBOOKS, RECORDED, course_notebooks, reference_copy  # noqa: E402
 
 INJECTED = "injected-parameters"  # the cell papermill adds after the parameters cell
+STALE_MARK = "<!-- reference: earlier code -->"  # in an introduction: the reference run ran earlier code
+
+
+def says_stale(notebook: nbformat.NotebookNode) -> bool:
+    """Whether the notebook's introduction tells its reader that the reference run is of earlier code."""
+    return STALE_MARK in notebook.cells[0].source
 
 
 class StaleReference(ValueError):
@@ -55,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
         if not copy.exists():
             problems.append(f"{copy.relative_to(NOTEBOOKS)}: missing; record it with make course PROFILE=quick")
             continue
-        reference = nbformat.read(copy, 4)
+        reference, notebook = nbformat.read(copy, 4), nbformat.read(path, 4)
         try:
-            updated = refreshed(nbformat.read(path, 4), reference)
+            updated = refreshed(notebook, reference)
         except StaleReference as stale:
+            if says_stale(notebook):
+                print(f"{path.name}: {stale}; its introduction says so, the copy is left as recorded")
+                continue
             problems.append(f"{path.name}: {stale}; record it again "
                             f"(python -m course_utils.harness.run_course --profile {arguments.profile} --only {path.name[:2]})")
             continue
-        if updated != reference:
+        if says_stale(notebook):
+            problems.append(f"{path.name}: its introduction says its reference run is of earlier code, but it "
+                            f"ran this code: remove {STALE_MARK} and its sentence")
+        elif updated != reference:
             if arguments.check:
                 problems.append(f"{copy.relative_to(NOTEBOOKS)}: its Markdown differs from {path.name}'s; "
                                 "run python tools/reference_prose.py")

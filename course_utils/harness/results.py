@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from ..storage import read_json, write_json
 
 
-def save_results(path: str | Path | None, notebook: str, profile: str, dataset: str,
-                 **headline) -> dict:
-    """Write {notebook, profile, dataset, headline} to `path` (skipped when path is None,
-    as in an interactive session); returns the record."""
+def save_results(path: str | Path | None, notebook: str, profile: str, dataset: str, *,
+                 claims: dict[str, dict] | None = None, highlights=(), **headline) -> dict:
+    """Write {notebook, profile, dataset, headline, claims, highlights} to `path` (skipped
+    when path is None, as in an interactive session); returns the record. `claims`: what the
+    run's `claims.Claims` checked; `highlights`: the notebook's `Highlight`s, the few numbers
+    the site shows first."""
     if path is not None and not (isinstance(path, (str, Path)) and str(path).strip()):
         raise ValueError(f"RESULTS_FILE must be a file path or None, got {path!r}")
     record = dict(notebook=notebook, profile=profile, dataset=dataset,
-                  headline={key: _plain(value) for key, value in headline.items()})
+                  headline={key: _plain(value) for key, value in headline.items()},
+                  claims=claims or {}, highlights=[asdict(h) for h in highlights])
     if path is not None:
         write_json(record, Path(path))
     return record

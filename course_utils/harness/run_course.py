@@ -33,6 +33,7 @@ import nbformat
 
 from .execution import NotebookFailed, execute
 from ..profiles import get_profile
+from ..claims import annotated
 from .results import load_results
 from ..storage import atomic_write, exclusive, move_aside, read_json, write_json
 from .site import build_site
@@ -60,8 +61,23 @@ def run_notebook(notebook: Path, out: Path, profile: str, **parameters) -> dict:
         status, stalled = "ok", report.stalled
     except NotebookFailed as failed:
         status, stalled = f"failed: {failed.report.error}", failed.report.stalled
+    annotate_claims(out / notebook.name, out / f"{notebook.stem}.json")
     return dict(notebook=notebook.stem, status=status, seconds=round(time.perf_counter() - start, 1),
                 stalled=stalled)
+
+
+def annotate_claims(executed: Path, results: Path) -> None:
+    """Under every sentence of the executed notebook whose claim its run did not show, a line
+    that says so (`claims.annotated`), so that no words stand that the run contradicts."""
+    if not (executed.exists() and results.exists()):
+        return
+    try:
+        recorded = read_json(results).get("claims", {})
+        notebook = nbformat.read(executed, 4)
+    except (OSError, ValueError, AttributeError) as error:
+        print(f"claims not checked against {executed.name}: {error}", file=sys.stderr)
+        return
+    atomic_write(nbformat.writes(annotated(notebook, recorded)).encode(), executed)
 
 
 def write_summary(out: Path, runs: list[dict]) -> Path:
@@ -112,6 +128,8 @@ def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = re.sub(r"\]\(results/\w+/", "](", cell.source)
         if cell.cell_type != "code":
             continue
+        if "injected-parameters" in cell.metadata.get("tags", []):  # not the recording machine's path
+            cell.source = re.sub(r"RESULTS_FILE = .*", f'RESULTS_FILE = "{path_stem(notebook)}.json"', cell.source)
         kept = []
         for output in cell.outputs:
             if output.output_type == "stream" and output.name == "stderr":
@@ -120,6 +138,11 @@ def reference_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 kept.append(output)
         cell.outputs = kept
     return notebook
+
+
+def path_stem(notebook: nbformat.NotebookNode) -> str:
+    """The notebook's name without its folder or suffix, as papermill recorded it."""
+    return Path(notebook.metadata.get("papermill", {}).get("input_path", "notebook")).stem
 
 
 def _table_cell(value) -> str:

@@ -100,7 +100,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <p>A few of each notebook's results, as this run recorded them, beside the paper's where it
 reports one (its model, data and scale differ from ours: read them as a direction, not a
 target). Each notebook's page shows how they were measured.</p>
-{highlights_table({record["notebook"]: record.get("headline", {}) for record in load_results(run)})}
+{highlights_table(load_results(run))}
 <h2>Every recorded number</h2>
 {summary_html}
 </body></html>
