@@ -23,7 +23,6 @@ import copy
 import html
 import inspect
 import math
-import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -333,11 +332,7 @@ def check_target(what: str, difference, at_least: float, also: dict[str, bool] |
 
 def lesson_module(number: str):
     """The module of notebook `number`'s lesson (notebooks/lessonNN.py: its task, its exercises'
-    answers and its highlights), found beside the notebook whatever the working folder."""
+    answers and its highlights), installed with the course as `course_lessons.lessonNN`."""
     import importlib
-    from pathlib import Path
 
-    folder = Path(__file__).resolve().parent.parent / "notebooks"
-    if str(folder) not in sys.path and not Path(f"lesson{number}.py").exists():
-        sys.path.append(str(folder))
-    return importlib.import_module(f"lesson{number}")
+    return importlib.import_module(f"course_lessons.lesson{number}")

@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from browser_lab import has_widgets
+from course_utils.grading import lesson_module
 from course_utils.harness.execution import NotebookFailed, execute
 from course_utils.harness.run_course import record_results, write_summary
 
@@ -209,6 +210,38 @@ def student_edition(tmp_path_factory) -> Path:
 def test_the_student_edition_runs_to_the_end_with_every_stub_reported(notebook, student_edition, executed):
     verdicts = task_verdicts(executed(student_edition / notebook.name, "smoke", in_browser=False).path)
     assert verdicts and all("not implemented yet; the notebook goes on with" in v for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("notebook", runs_of(TASK_NOTEBOOKS, "student"))
+def test_the_student_edition_shows_no_fast_code_before_the_learners_function_passes(notebook, student_edition, executed):
+    ran = nbformat.read(executed(student_edition / notebook.name, "smoke", in_browser=False).path, 4)
+    printed = [output.get("text", "") or output.get("data", {}).get("text/plain", "")
+               for cell in ran.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not any("how the course computes it, fast" in text for text in printed)
+
+
+def test_the_learners_function_is_the_one_the_notebook_runs_on(tmp_path, executed):
+    """Notebook 01 with a learner's merge_cost that passes its check and counts its calls: the
+    notebook's merges call it far more often than the check's cases do, so its numbers are the
+    learner's function's."""
+    notebook = NOTEBOOKS[1]
+    source = nbformat.read(notebook, 4)
+    implement = next(cell for cell in source.cells if "implement" in cell.metadata.get("tags", []))
+    implement.source = (
+        "CALLS = []\n\n"
+        "def merge_cost(a, b):\n"
+        '    """The learner\'s: counted in plain Python, each call recorded."""\n'
+        "    CALLS.append(1)\n"
+        "    ones_a, ones_b = sum(map(bool, a.tolist())), sum(map(bool, b.tolist()))\n"
+        "    union = sum(x or y for x, y in zip(a.tolist(), b.tolist()))\n"
+        "    return union - max(ones_a, ones_b) + abs(ones_a - ones_b)\n")
+    source.cells.append(nbformat.v4.new_code_cell('print("calls:", len(CALLS), "passed:", lesson.TASK.passed)'))
+    changed = tmp_path / notebook.name
+    nbformat.write(source, changed)
+    said = nbformat.read(executed(changed, "smoke", in_browser=False).path, 4).cells[-1].outputs[0]["text"]
+    calls, passed = re.fullmatch(r"calls: (\d+) passed: (\w+)\n", said).groups()
+    cases = len(lesson_module("01").TASK.cases())
+    assert passed == "True" and int(calls) > 2 * cases, said
 
 
 def test_the_pages_of_a_run_open_from_disk(tmp_path, browser, executed):

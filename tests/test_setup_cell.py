@@ -51,6 +51,9 @@ def course_source(folder):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, folder / name)
     shutil.copytree(ROOT / "course_utils", folder / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "notebooks").mkdir()
+    for lesson in (ROOT / "notebooks").glob("*.py"):  # the lesson modules, installed as course_lessons
+        shutil.copy(lesson, folder / "notebooks" / lesson.name)
     return folder
 
 
@@ -68,6 +71,7 @@ def test_the_setup_cell_installs_the_course_on_colab_and_points_elsewhere_to_mak
                    textwrap.dedent("""
                        import course_utils
                        assert "site-packages" in course_utils.__file__, course_utils.__file__  # installed, not this checkout
+                       assert "site-packages" in lesson.__file__, lesson.__file__  # its lesson, installed with it
                        print("first cells ran:", profile.name, device)""")]
     ran = run_cells(bare_python, first_cells, tmp_path, COURSE_SOURCE=source)
     assert ran.returncode == 0, ran.stderr[-3000:]

@@ -64,5 +64,17 @@ def test_the_student_edition_has_every_task_stubbed_and_no_solution(tmp_path, ca
                         f"raise NotImplementedError('write {function.name} here')"
                     tasks.setdefault(path.stem[:2], []).append(function.name)
     assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06"], tasks
-    assert sorted(path.name for path in tmp_path.glob("lesson*.py")) == \
-        sorted(path.name for path in NOTEBOOKS[0].parent.glob("lesson*.py")), "each notebook's lesson module beside it"
+
+
+def test_the_teachers_page_is_current_and_covers_every_notebook():
+    from teachers_page import PAGE, main as teachers_page
+
+    assert teachers_page(["--check"]) == 0, "run python tools/teachers_page.py"
+    text = PAGE.read_text()
+    assert all(f"## {path.stem}" in text for path in NOTEBOOKS)
+
+
+def test_the_readme_opens_with_what_you_learn_what_you_need_and_the_ways_in():
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:45])
+    for heading in ("**What you will learn**", "**Before you start**", "## Three ways in"):
+        assert heading in first_screen, f"{heading} is not on the README's first screen"

@@ -9,15 +9,14 @@ edition (with solutions); the student's has, from the same source,
     python tools/make_student.py [--out student] [notebooks/*.ipynb]   (or: make student)
 
 A stub's check then says "not implemented yet" and the notebook runs on with the course's
-own implementation, from the lesson module beside it (notebooks/lessonNN.py, copied along:
-it also holds the exercises' checks).
+own implementation, from its lesson module (notebooks/lessonNN.py, installed with the course
+as course_lessons).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -65,9 +64,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
         target = arguments.out / path.name
         nbformat.write(student_edition(nbformat.read(path, as_version=4)), target)
         written.append(target)
-        lesson = path.parent / f"lesson{path.name[:2]}.py"
-        if lesson.exists():
-            shutil.copy2(lesson, arguments.out / lesson.name)
     print(f"the student edition of {len(written)} notebooks is in {arguments.out}/")
     return written
 

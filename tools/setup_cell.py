@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-# the course's pip source on Colab; empty until the course has a public address (README, Start here)
+# the course's pip source on Colab; empty until the course has a public address (README, Three ways in)
 SOURCE = ""
 CELL = f'''# Setup: on Colab, install the course (a few minutes, once a session); elsewhere `make lab` has installed it
 import importlib.util, os, subprocess, sys  # noqa: E401
