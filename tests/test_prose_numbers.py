@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_utils.claims import markers, not_shown
 from course_utils.profiles import PROFILES
 from course_utils.harness.run_course import RECORDED
 from course_utils.uncertainty import accuracy_interval
@@ -147,3 +148,21 @@ def test_the_introduction_links_its_reference_run_which_ran_this_code(notebook):
         return
     assert not says_stale(source), f"{notebook.name} says its reference run is of earlier code, but it ran this code"
     assert updated == reference, f"{copy.name}'s words differ from the notebook's: run python tools/reference_prose.py"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_claim_of_the_words_held_in_the_recorded_run(notebook):
+    """A sentence marked `<!-- claim: key -->` (the introduction's results, the takeaways) stands
+    only when the reference run checked that claim and it held."""
+    from reference_prose import says_stale
+
+    source = nbformat.read(notebook, as_version=4)
+    if says_stale(source):
+        pytest.skip(f"{notebook.name}'s reference run is of earlier code (its introduction says so); its claims "
+                    "are checked here once it is recorded again")
+    keys = [key for cell in source.cells if cell.cell_type == "markdown" for key in markers(cell.source)]
+    if not keys:
+        return
+    recorded = json.loads((RECORDED / "quick" / f"{notebook.stem}.json").read_text()).get("claims", {})
+    unshown = not_shown(" ".join(f"<!-- claim: {key} -->" for key in keys), recorded)
+    assert not unshown, f"{notebook.name} makes claims its reference run did not show: {unshown}"
