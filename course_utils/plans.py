@@ -47,7 +47,7 @@ def check_scores(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | None = None,
-           round_to: int = 1, graph: ModelGraph | None = None) -> dict[str, list[int]]:
+           round_to: int = 1, graph: ModelGraph | None = None, kept=None) -> dict[str, list[int]]:
     """A plan removing a **share** of the filters in every scored layer (or only `layers`):
     the int(share x filters) with the lowest scores, keeping at least one filter per layer.
     On a model with residual groups, give it `group_scores` (one entry per group): surgery
@@ -57,8 +57,10 @@ def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | No
     option of that name: vector units and tensor cores like channel counts in multiples of 8).
     `graph` (the model's `ModelGraph`): where a layer's channels pass through a grouped
     convolution, each of its groups loses its own lowest, as many as the others (surgery
-    requires it); without a graph such a plan is refused there."""
+    requires it); without a graph such a plan is refused there. `kept(channels, share, unit)`:
+    how many filters a layer keeps (default `balanced_count`; notebook 07's learner writes it)."""
     check_ratio(share, "share")
+    kept = balanced_count if kept is None else kept
     check_scores(scores)
     check_layers(layers)
     if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
@@ -70,10 +72,10 @@ def lowest(scores: dict[str, torch.Tensor], share: float, layers: list[str] | No
     for name in layers or scores:
         values = scores[name]
         blocks = graph.group_of(name).blocks if graph is not None else 1
-        kept = balanced_count(len(values), share, math.lcm(round_to, blocks))
-        if kept < len(values):
+        keeping = kept(len(values), share, math.lcm(round_to, blocks))
+        if keeping < len(values):
             per_block = values.reshape(blocks, -1)
-            cut = per_block.argsort(dim=1)[:, :(len(values) - kept) // blocks]
+            cut = per_block.argsort(dim=1)[:, :(len(values) - keeping) // blocks]
             offsets = torch.arange(blocks)[:, None] * per_block.shape[1]
             plan[name] = sorted((cut + offsets).flatten().tolist())
     return plan

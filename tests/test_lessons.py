@@ -6,6 +6,7 @@ implemented yet"; no message prints the course's values; the optimised code is n
 before the learner's passes."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from course_utils.grading import check_task, lesson_module, reveal
 
-LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06")}
+LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06", "07")}
 
 
 def passes(capsys, number, candidate):
@@ -218,3 +219,19 @@ def test_a_criterion_of_ones_own_must_rank_the_planted_filter_first_to_go(capsys
                  "scores of conv '0': shape () where it should be (8,)")  # one score per layer
     fails_saying(capsys, "06", lambda model, seed: dict(list(l1_norm(model).items())[:1]),
                  "no scores for the convs ['3']")
+
+
+# --- 07 -----------------------------------------------------------------------------------
+
+def test_kept_filters_mistakes_are_named(capsys):
+    def by_rounding_up(channels, share, unit):
+        kept = max(1, channels - int(share * channels))
+        return min(channels, math.ceil(kept / unit) * unit)
+
+    passes(capsys, "07", by_rounding_up)
+    fails_saying(capsys, "07", lambda c, s, u: math.ceil(c * (1 - s) / u) * u,
+                 "a multiple larger than the layer")  # more filters than the layer has
+    fails_saying(capsys, "07", lambda c, s, u: max(1, c - int(s * c)), "multiples of 8")  # the rounding forgotten
+    fails_saying(capsys, "07", lambda c, s, u: math.ceil((c - int(s * c)) / u) * u,
+                 "larger than the layer")  # rounded past the layer's own filters
+    fails_saying(capsys, "07", lambda c, s, u: str(by_rounding_up(c, s, u)), "a whole number")  # "72", not 72

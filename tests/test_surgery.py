@@ -427,6 +427,11 @@ def test_lowest_balances_grouped_convolutions_and_rounds_to_a_multiple():
         assert kept % 8 == 0 and kept >= conv.out_channels * 0.7, (name, kept)
     with pytest.raises(ValueError, match="round_to"):
         lowest(scores, 0.25, round_to=0)
+    asked = []
+    keep_two = lambda channels, share, unit: asked.append((channels, share, unit)) or 2  # noqa: E731
+    assert lowest({"a": torch.arange(6.), "b": torch.arange(4.)}, 0.5, round_to=3, kept=keep_two) == \
+        {"a": [0, 1, 2, 3], "b": [0, 1]}  # the layers keep what the given count says, the lowest go
+    assert asked == [(6, 0.5, 3), (4, 0.5, 3)]
 
 
 def test_torch_pruning_agrees_on_a_grouped_convolution_when_every_group_loses_the_same_positions():
