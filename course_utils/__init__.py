@@ -17,6 +17,7 @@ The graph of a model, and surgery on it
                where a channel ends, who reads it, the links of a plain chain; passed to all below
 - surgery      filters removed (`remove(graph, plan)` returns the next graph) or masked
 - chain        links between a conv and the layer that sums its channels, for the oracles
+- heads        attention heads removed (`remove_heads`: a smaller HeadAttention) or gated off
 
 Scores and plans
 - scores       every criterion, one signature: (model or graph, data) -> one score per filter
