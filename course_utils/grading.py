@@ -209,9 +209,9 @@ class Check:
     """An exercise's check, bound to the run's own answer: `check_1 = Check(expected, what)`,
     then `check_1(answer_1)`. It counts wrong answers and stops judging after `ATTEMPTS`."""
 
-    def __init__(self, expected, what: str, tolerance: float = 1e-3, direction: bool = False,
-                 reason: str | None = None, reasons: tuple[str, ...] = ()):
-        self.expected, self.what, self.tolerance, self.direction = expected, what, tolerance, direction
+    def __init__(self, expected, what: str, tolerance: float = 1e-3, reason: str | None = None,
+                 reasons: tuple[str, ...] = ()):
+        self.expected, self.what, self.tolerance = expected, what, tolerance
         self.reason, self.reasons = reason, reasons
         self.wrong = 0
 
@@ -220,7 +220,7 @@ class Check:
             _box(self.what, f"{ATTEMPTS} answers were not it: reread the section and the cells above it "
                             "(restart the kernel to be judged again)", None)
             return False
-        verdict = judged(answer, self.expected, self.tolerance, self.direction)
+        verdict = judged(answer, self.expected, self.tolerance)
         if verdict is None and isinstance(self.expected, bool) and self.reasons:
             verdict = self._reason_verdict(because)
         if verdict is None:
@@ -240,16 +240,16 @@ class Check:
         return None if because == self.reason else "not yet: the answer and its reason do not both hold"
 
 
-def check(answer, expected, what: str, tolerance: float = 1e-3, direction: bool = False) -> bool:
+def check(answer, expected, what: str, tolerance: float = 1e-3) -> bool:
     """Judge one answer at once (see `Check` for an exercise's bound check): prints the verdict,
     returns it."""
-    return Check(expected, what, tolerance, direction)(answer)
+    return Check(expected, what, tolerance)(answer)
 
 
-def judged(answer, expected, tolerance: float = 1e-3, direction: bool = False) -> str | None:
+def judged(answer, expected, tolerance: float = 1e-3) -> str | None:
     """None when `answer` is `expected`, else what a learner may be told: "close" for a number
-    within a tenth, "not yet" otherwise (with "too high" or "too low" only when the exercise is
-    about the direction), or that the answer is of the wrong kind."""
+    within a tenth, "not yet" otherwise (never which way, nor by how much), or that the answer
+    is of the wrong kind."""
     answer, expected = _plain(answer), _plain(expected)
     if answer is None:
         return "no answer yet (replace the None)"
@@ -262,8 +262,6 @@ def judged(answer, expected, tolerance: float = 1e-3, direction: bool = False) -
             return f"a number is asked here, not a {type(answer).__name__}"
         if math.isclose(answer, expected, rel_tol=tolerance, abs_tol=tolerance * 1e-3):
             return None
-        if direction:
-            return "not yet: too high" if answer > expected else "not yet: too low"
         near = abs(answer - expected) <= CLOSE * abs(expected)
         return "close, but not it yet" if near else "not yet"
     if isinstance(expected, str):

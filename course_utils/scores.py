@@ -306,11 +306,21 @@ def kl_divergence(logits: torch.Tensor, logits_without: torch.Tensor) -> torch.T
 
 def _summed(logits: torch.Tensor, without: torch.Tensor, divergence) -> torch.Tensor:
     """Each filter's summed divergence over the images: `without` is (filters, images,
-    classes). With the learner's `divergence` (a mean over images, one filter at a time)."""
+    classes). The learner's `divergence` (a mean over images, for one filter) runs on every
+    filter at once under `torch.vmap` where its code allows (tensor operations only), else one
+    filter at a time (a `.item()` in it, say)."""
     if divergence is None:
         return kl_divergence(logits, without).sum(-1)
-    return torch.stack([torch.as_tensor(divergence(logits, one), dtype=torch.float32) for one in without]).to(
-        logits.device) * len(logits)
+
+    def one_filter(one):
+        mean = divergence(logits, one)
+        return mean.to(logits.dtype) if torch.is_tensor(mean) else torch.tensor(float(mean), device=logits.device)
+
+    try:
+        means = torch.vmap(one_filter)(without)
+    except RuntimeError:
+        means = torch.stack([one_filter(one) for one in without])
+    return means.reshape(len(without)) * len(logits)
 
 
 def kl_layer_naive(model, link, data, batch_size=256, divergence=None):

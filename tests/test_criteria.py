@@ -134,6 +134,28 @@ def test_the_fast_kl_oracle_gives_the_naive_scores(name, channels, size):
         assert torch.allclose(fast[layer], naive[layer], atol=1e-5, rtol=1e-4), layer
 
 
+def test_the_kl_oracle_on_a_learners_divergence_gives_its_own_scores_batched_or_one_filter_at_a_time():
+    """Notebook 03 scores with the learner's kl_score: a tensor-returning one runs under vmap,
+    one that calls .item() one filter at a time; both give the course's scores, and a wrong
+    one (the other order) gives other scores."""
+    model, data = calibrated("vgg16_gap", channels=3, size=32), images_like(3, 32)
+
+    def as_tensor(logits, without):
+        log_p, log_q = torch.log_softmax(logits, 1), torch.log_softmax(without, 1)
+        return (log_p.exp() * (log_p - log_q)).sum(1).mean()
+
+    first = [links(model)[0].conv]  # one layer: the naive oracle is slow by design
+    course = kl_oracle(model, data, batch_size=16, images_per_pass=64, layers=first)
+    for divergence in (as_tensor, lambda logits, without: as_tensor(logits, without).item()):
+        for fast in (True, False):
+            theirs = kl_oracle(model, data, batch_size=16, images_per_pass=64, fast=fast, divergence=divergence,
+                               layers=first)
+            assert all(torch.allclose(theirs[k], course[k], atol=1e-5, rtol=1e-4) for k in course)
+    reversed_order = kl_oracle(model, data, batch_size=16, images_per_pass=64, layers=first,
+                               divergence=lambda logits, without: as_tensor(without, logits))
+    assert not all(torch.allclose(reversed_order[k], course[k], atol=1e-5, rtol=1e-4) for k in course)
+
+
 def test_the_kl_oracle_ranks_a_planted_dead_filter_last_and_respects_layers():
     model, data = net_with_a_dead_filter(dead=3), calibration()
     scores = kl_oracle(model, data, layers=["0"])
