@@ -100,7 +100,7 @@ def check_task(task: Task, candidate: Callable) -> Callable:
             return task.reference
         off = task.compare(answer, task.reference(*copy.deepcopy(case.arguments)), case.arguments)
         if off is not None:
-            _box(task.name, f"not yet: on {case.name}, {off} (show_case(TASK, {cases.index(case)}) prints its "
+            _box(task.name, f"not yet: on {case.name}, {off} (show_case(lesson.TASK, {cases.index(case)}) prints its "
                             f"inputs); {instead}", False)
             return task.reference
     task.passed = True
@@ -150,7 +150,7 @@ def reveal(task: Task, now: bool = False) -> None:
     screen before the learner has tried."""
     if not (task.passed or now):
         _box(f"{task.name}: how we made it fast", "shown once your function passes its check "
-                                                  "(or call reveal(TASK, now=True))", None)
+                                                  "(or call reveal(lesson.TASK, now=True))", None)
         return
     for function in task.fast:
         print(f"# {function.__module__}.{function.__qualname__}: how the course computes it, fast\n")

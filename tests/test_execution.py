@@ -1,5 +1,6 @@
 """Headless runs never wait forever: a cell past its timeout, or a kernel that goes idle
-without answering, ends the run with a message naming the cell, after one retry."""
+without answering, ends the run with a message naming the cell, after one retry; a kernel
+that dies while starting gets a fresh one."""
 
 import json
 import time
@@ -57,6 +58,22 @@ def test_a_stall_then_a_clean_retry_is_reported(tmp_path):
                              f"    open({str(flag)!r}, 'w').close()\n    time.sleep(60)")
     report = execute(notebook, tmp_path / "ran.ipynb", {}, timeout=3)
     assert report.ok and report.tries == 2 and "cell 1" in report.stalled
+
+
+def test_a_kernel_that_dies_while_starting_gets_a_fresh_one(tmp_path, monkeypatch):
+    """The CI failure of stop 49: a kernel died before replying to kernel_info (two kernels
+    starting at once can race for a port); the notebook itself was fine."""
+    run_once, starts = execution._run_once, []
+
+    def dies_the_first_time(*args):
+        starts.append(1)
+        if len(starts) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        run_once(*args)
+
+    monkeypatch.setattr(execution, "_run_once", dies_the_first_time)
+    report = execute(notebook_file(tmp_path / "ok.ipynb", "print(1)"), tmp_path / "ran.ipynb", {}, timeout=30)
+    assert report.ok and report.tries == 2 and "kernel_info" in report.stalled
 
 
 def test_a_raising_cell_is_not_retried(tmp_path):

@@ -48,11 +48,15 @@ def test_notebook_runs_in_the_smoke_profile(notebook, executed):
 
 def comparable(outputs) -> list:
     """What must stay the same in a checked cell's outputs: printed text (not stderr, where
-    warnings come and go), plain-text results and errors."""
+    warnings come and go) joined across the pieces the kernel happened to flush it in,
+    plain-text results and errors."""
     kept = []
     for output in outputs:
         if output.output_type == "stream" and output.name == "stdout":
-            kept.append(("stdout", output.text))
+            if kept and kept[-1][0] == "stdout":
+                kept[-1] = ("stdout", kept[-1][1] + output.text)
+            else:
+                kept.append(("stdout", output.text))
         elif output.output_type in ("execute_result", "display_data"):
             kept.append((output.output_type, output.data.get("text/plain")))
         elif output.output_type == "error":

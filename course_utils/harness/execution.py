@@ -42,6 +42,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 POLL_SECONDS = 1.0  # the longest a reply can lie unread in the shell socket
 IDLE_GRACE_SECONDS = 30.0  # a kernel idle this long without answering its cell has stalled
 ENGINE = "course"  # papermill's --engine name for CourseClient (also an entry point)
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 
 
 class KernelStalled(CellTimeoutError):
@@ -155,7 +156,8 @@ def _run_once(notebook: Path, output: Path, parameters: dict, timeout: float | N
 def execute(notebook: Path, output: Path, parameters: dict, timeout: float | None) -> Report:
     """Run `notebook` with papermill in a fresh kernel, writing the executed copy to `output`;
     `timeout`: seconds a cell may take. A cell that stalls (past its timeout, or a kernel idle
-    without answering) gets one retry of the whole notebook in a fresh kernel. Returns the
+    without answering), or a kernel that dies while starting, gets one retry of the whole
+    notebook in a fresh kernel. Returns the
     report; raises NotebookFailed (with it) when a cell raised or the retry stalled too. The
     kernel logs errors only: its warning that local TCP traffic is unencrypted is noise here
     (kernels listen on 127.0.0.1); a notebook's own warnings still show in its outputs.
@@ -174,17 +176,23 @@ def execute(notebook: Path, output: Path, parameters: dict, timeout: float | Non
         try:
             _run_once(Path(notebook), Path(output), parameters, timeout)
             return Report(tries, round(time.perf_counter() - start, 1), stalled)
-        except CellTimeoutError as stall:
-            if stalled is None:
-                stalled = str(stall)
-                print(f"{Path(notebook).name}: {stall}; running it again in a fresh kernel",
+        except Exception as failure:  # noqa: BLE001 (a cell raised: reported, not retried)
+            if _worth_a_retry(failure) and stalled is None:
+                stalled = str(failure)
+                print(f"{Path(notebook).name}: {failure}; running it again in a fresh kernel",
                       file=sys.stderr, flush=True)
                 continue
-            error = f"{type(stall).__name__}: {stall}"
-        except Exception as failure:  # noqa: BLE001 (a cell raised: reported, not retried)
             error = (f"{failure.ename} in cell {failure.cell_index}: {failure.evalue}"
                      if hasattr(failure, "evalue") else f"{type(failure).__name__}: {_last_line(failure)}")
         raise NotebookFailed(Report(tries, round(time.perf_counter() - start, 1), stalled, error))
+
+
+def _worth_a_retry(failure: Exception) -> bool:
+    """A stalled cell, or a kernel that died or never answered before the first cell ran
+    (jupyter_client's words; two kernels starting at once can race for a port): neither
+    says anything about the notebook."""
+    return isinstance(failure, CellTimeoutError) or (
+        isinstance(failure, RuntimeError) and str(failure).startswith(KERNEL_START_FAILURES))
 
 
 def _last_line(error: Exception) -> str:
