@@ -11,7 +11,11 @@ ties the channels of every producer feeding it into one *coupled group* (a resid
 connection); and through `permute`, `transpose` and `movedim` to a channels-last layout,
 where a Linear layer acts on the channel axis like a 1x1 convolution (ConvNeXt's blocks:
 reader of its input channels, producer of its output channels) and a per-channel
-parameter (ConvNeXt's layer scale) is sliced with its channels. A group may be pruned
+parameter (ConvNeXt's layer scale) is sliced with its channels. In a transformer the
+positions become tokens (N x C x H x W reshaped or flattened to N x C x HW, then
+transposed), every Linear on tokens produces channels (the MLP's hidden width prunes), and
+an attention layer keeps its embedding width: it loses heads instead, which a plan lists
+under the layer's name (`attentions`, `resolve_heads`). A group may be pruned
 unless its channels reach the network's output, meet an operation surgery does not
 understand, pass through a hard-coded reshape, are normalised together by a LayerNorm
 (removing a channel would change the others' mean and variance; `slice_layer_norms=True`
@@ -40,9 +44,8 @@ import torch
 import torch.fx
 from torch import nn
 
-
-class SurgeryError(ValueError):
-    """A removal that cannot be done, saying why and what to change."""
+from .errors import SurgeryError
+from .heads import HeadAttention, attention_heads, check_heads
 
 
 # ---------------------------------------------------------------- what passes channels through
@@ -185,6 +188,9 @@ class _RecordingTracer(torch.fx.Tracer):
         super().__init__()
         self.failed_in: str | None = None  # the innermost module whose forward raised
 
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, HeadAttention) or super().is_leaf_module(module, qualified_name)
+
     def call_module(self, module, forward, args, kwargs):
         try:
             return super().call_module(module, forward, args, kwargs)
@@ -197,11 +203,6 @@ class _RecordingTracer(torch.fx.Tracer):
 def produces_channels(module: nn.Module) -> bool:
     """A layer with filters of its own: a conv with groups=1, or a Linear on the channel axis."""
     return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
-
-
-def _attention_inside(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__
-               for m in model.modules())
 
 
 def scored_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -288,6 +289,8 @@ class ModelGraph:
         # flatten) surgery does not change, and channel counts come from the modules themselves
         self.module = trace(model) if traced is None else traced
         self.modules = dict(model.named_modules())
+        # the attention layers, by name, with their head counts: a plan may name them with heads
+        self.attentions = {name: attention_heads(m) for name, m in self.modules.items() if attention_heads(m)}
         self._tied = _tied_modules(model)
         if example_input is not None and traced is None:
             _propagate_shapes(self.module, model, example_input)
@@ -414,7 +417,11 @@ class ModelGraph:
                 self._forbid(inputs, f"{name} reads them in a layout surgery does not follow")
                 layout = None
             return self._conv_node(node, module, layout, unsliceable)
+        if attention_heads(module):
+            return self._attention(name, module.embed_dim, inputs)
         if layout is None:
+            if isinstance(module, nn.Linear) and len(_shape(node.args[0]) or ()) >= 3:
+                return self._linear_on_channels(name, module, None, unsliceable)  # on tokens
             return None
         if isinstance(module, nn.BatchNorm2d) and layout.channels_first:
             self.readers.append(Reader(name, "batchnorm", layout))
@@ -446,10 +453,20 @@ class ModelGraph:
             self._forbid(inputs, _normalised_together(name))
         return layout
 
-    def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout, unsliceable: str | None):
-        """A Linear on the channel axis of a channels-last tensor: a 1x1 convolution."""
-        self._read_constants(name, layout, exact=True)
-        self.readers.append(Reader(name, "channels", layout))
+    def _attention(self, name: str, width: int, inputs) -> Layout:
+        """An attention layer (called as a module): its input and output keep the embedding
+        width; what it loses is heads, named in a plan by the layer's own name."""
+        reason = (f"they pass the attention layer {name}, whose embedding width surgery keeps "
+                  f"(remove its heads instead: a plan naming {name!r} lists heads)")
+        self._forbid(inputs, reason)
+        return Layout((Segment(self._new_source(None, reason), width),), channel_dim=-1)
+
+    def _linear_on_channels(self, name, linear: nn.Linear, layout: Layout | None, unsliceable: str | None):
+        """A Linear on the channel axis of a channels-last tensor (a 1x1 convolution), or on a
+        tensor of tokens whose channels come from nothing surgery follows (`layout` None)."""
+        if layout is not None:
+            self._read_constants(name, layout, exact=True)
+            self.readers.append(Reader(name, "channels", layout))
         segment = Segment(self._new_source(name, unsliceable), linear.out_features)
         self._conv_segment[name] = segment
         return Layout((segment,), channel_dim=-1)
@@ -522,6 +539,8 @@ class ModelGraph:
             return self._join(node, layouts, inputs)
         elif target is torch.cat:
             return self._concatenate(node, layouts)
+        elif target is operator.getitem and first is not None and self._keeps_channels(node, first):
+            return first
         elif target in MOVING_AXES:
             return self._move_axes(node, first, inputs)
         elif target is _F.layer_norm and first is not None and first.channel_dim == -1:
@@ -537,6 +556,8 @@ class ModelGraph:
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             if first is not None and first.channel_dim == 1 and start == 1 and end == -1:
                 return _flatten(first, node)
+            if first is not None and first.channels_first and start == 2 and end == -1:
+                return replace(first, cut=None)  # N x C x (H W): the positions become tokens
         elif target in ("view", "reshape", torch.reshape):
             if first is None or first.channel_dim == 1:
                 return self._reshape(node, first, inputs)
@@ -548,6 +569,16 @@ class ModelGraph:
                              f"understand")
         return None
 
+    def _keeps_channels(self, node, first: Layout) -> bool:
+        """`x[index]` keeps every channel in place: the output of an attention layer (its first
+        item), or tokens picked from a channels-last tensor (ViT's class token, `x[:, 0]`)."""
+        source, index = node.args[0], node.args[1]
+        if source.op == "call_module" and attention_heads(self.modules[source.target]):
+            return index == 0
+        rank = len(_shape(source) or ())
+        return first.channel_dim == -1 and isinstance(index, tuple) and len(index) < rank and \
+            all(isinstance(i, (int, slice)) for i in index)
+
     def _join(self, node, layouts, inputs) -> Layout | None:
         operands = _input_nodes(node)
         others = [n for n in operands if n not in layouts]
@@ -557,7 +588,9 @@ class ModelGraph:
                 return inputs[0].with_zeros(_joined_zeros(node, layouts))
             self._forbid(inputs, f"{_describe(node)} combines them with a tensor that is "
                                  f"not a convolution's output")
-            return None
+            # the channels stay where they were (what they hold is no longer known): whatever
+            # reads or joins them later is tied to this refusal
+            return inputs[0].with_zeros([None] * len(inputs[0].segments)) if len(inputs) == 1 else None
         first = inputs[0]
         for other in inputs[1:]:
             lengths = [s.length for s in first.segments]
@@ -626,6 +659,10 @@ class ModelGraph:
                 p.channels_first for p in known):
             self._concatenated |= {s.source for p in known for s in p.segments}
             return Layout(tuple(s for p in known for s in p.segments))
+        if len(known) == 1 and known[0].channel_dim == -1 and dim % rank != rank - 1:
+            # tokens joined (ViT's class token): the channels stay, tied to what joins them
+            self._forbid(known, f"{_describe(node)} joins them with tokens that are not a layer's output")
+            return known[0].with_zeros([None] * len(known[0].segments))
         self._forbid(known, f"{_describe(node)} concatenates them in a way surgery does not "
                             f"follow")
         return None
@@ -636,6 +673,10 @@ class ModelGraph:
             dims = tuple(dims[0])
         if first is not None and len(dims) == 2 and dims[1] == -1:
             return _flatten(first, node)
+        shape, before = _shape(node), _shape(node.args[0])
+        if first is not None and first.channels_first and shape and before and len(shape) == 3 \
+                and len(before) == 4 and shape[1] == before[1]:
+            return replace(first, cut=None)  # N x C x (H W): the positions become tokens
         if first is not None and len(dims) == 2 and isinstance(dims[1], int):
             self._forbid(inputs, f"the forward hard-codes the flattened size in "
                                  f"{node.target}(..., {dims[1]}); write x.flatten(1) or "
@@ -659,8 +700,6 @@ class ModelGraph:
         split_by = defaultdict(set)
         for source, groups in self._split:
             split_by[self._find(source)].add(groups)
-        note = ("; transformer blocks (attention) are not handled: this surgery removes "
-                "convolutional filters" if _attention_inside(self.model) else "")
         groups = []
         for index, root in enumerate(order):
             reasons = self._sources[root].reasons
@@ -668,7 +707,7 @@ class ModelGraph:
             producers = [name for name in members[root] if produces_channels(self.modules[name])]
             groups.append(ChannelGroup(index, members[root], lengths.pop() if len(lengths) == 1
                                        else None, not reasons,
-                                       "; ".join(reasons) + note if reasons else None,
+                                       "; ".join(reasons) if reasons else None,
                                        coupled=len(producers) > 1,
                                        concatenated=root in concatenated,
                                        split_by=tuple(sorted(split_by[root]))))
@@ -679,8 +718,10 @@ class ModelGraph:
         if conv not in self._group_of_conv:
             convs = [c for g in self.groups if g.prunable for c in g.convs]
             hint = ", ".join(convs[:6]) + (", ..." if len(convs) > 6 else "")
+            heads = f"; attention layers (a plan lists their heads): {', '.join(list(self.attentions)[:3])}" \
+                + (", ..." if len(self.attentions) > 3 else "") if self.attentions else ""
             raise SurgeryError(f"no convolution named {conv!r} in this model; prunable ones "
-                               f"are: {hint or 'none'}")
+                               f"are: {hint or 'none'}{heads}")
         return self._group_of_conv[conv]
 
     def prunable_convs(self) -> list[str]:
@@ -708,7 +749,10 @@ class ModelGraph:
                                f"such as {{'features.0': [3, 7]}}; got {type(plan).__name__} {plan!r:.60}")
         removed: dict[int, set[int]] = defaultdict(set)
         named_by: dict[int, str] = {}
+        self.resolve_heads(plan)
         for conv, indices in plan.items():
+            if conv in self.attentions:
+                continue
             if not isinstance(conv, str):
                 raise SurgeryError(f"a plan's keys are conv names (strings); got {conv!r}")
             if isinstance(indices, (str, bytes, Mapping)) or not hasattr(indices, "__iter__"):
@@ -751,6 +795,17 @@ class ModelGraph:
             for groups in group.split_by:
                 _check_balanced(group, sorted(channels), groups)
         return {index: sorted(channels) for index, channels in removed.items()}
+
+    def resolve_heads(self, plan: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        """The heads a plan removes, by attention layer (the plan's keys that name one), each
+        list checked (`heads.check_heads`) and sorted; layers with no heads named are left out."""
+        found = {}
+        for name, heads in plan.items():
+            if name in self.attentions:
+                heads = heads.tolist() if torch.is_tensor(heads) else list(heads)
+                if heads:
+                    found[name] = check_heads(self.modules[name], heads)
+        return found
 
     def positions(self, layout: Layout, removed: dict[int, list[int]]) -> list[int]:
         """Indices along a consumer's input channels that the removal deletes."""

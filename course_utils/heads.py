@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import SurgeryError
+from .errors import SurgeryError
 
 
 class HeadAttention(nn.Module):
@@ -32,6 +32,7 @@ class HeadAttention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.num_heads, self.head_dim, self.batch_first, self.dropout = heads, head_dim, batch_first, dropout
+        self.embed_dim = embed_dim
         self.q, self.k, self.v = (nn.Linear(embed_dim, inner, bias=bias) for _ in range(3))
         self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
 
@@ -50,10 +51,44 @@ class HeadAttention(nn.Module):
         return (out if self.batch_first else out.transpose(0, 1)), None
 
 
+def attention_heads(module: nn.Module) -> int | None:
+    """The number of heads of an attention layer the course knows (torch's
+    nn.MultiheadAttention, a HeadAttention, torchvision's Swin window attention), else None."""
+    if isinstance(module, (nn.MultiheadAttention, HeadAttention)) or _is_window_attention(module):
+        return module.num_heads
+    return None
+
+
+def heads_refused(attention: nn.Module) -> str | None:
+    """Why heads cannot be removed from this attention layer (they can still be gated), or None."""
+    if _is_window_attention(attention):
+        return (f"torchvision's {type(attention).__name__} derives each head's width from the embedding "
+                f"width, so a Swin block with fewer heads needs an attention written anew; its heads can be "
+                f"gated (masked), not removed")
+    if isinstance(attention, nn.MultiheadAttention):
+        if not attention._qkv_same_embed_dim:
+            return "an nn.MultiheadAttention with its own key and value widths (kdim, vdim) is not handled"
+        if attention.bias_k is not None or attention.add_zero_attn:
+            return "an nn.MultiheadAttention with add_bias_kv or add_zero_attn is not handled"
+    return None
+
+
+def _is_window_attention(module: nn.Module) -> bool:
+    return type(module).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2") and \
+        hasattr(module, "qkv") and hasattr(module, "proj")
+
+
+def _output_projection(attention: nn.Module) -> nn.Linear:
+    return attention.proj if _is_window_attention(attention) else attention.out_proj
+
+
 def check_heads(attention: nn.Module, heads: Sequence[int]) -> list[int]:
     """The heads to act on, sorted; refused (before anything changes) when one is named twice,
     does not exist, or when every head of the layer would go."""
-    count = attention.num_heads
+    count = attention_heads(attention)
+    if count is None:
+        raise SurgeryError(f"heads belong to an attention layer (nn.MultiheadAttention, HeadAttention, "
+                           f"Swin's window attention), not a {type(attention).__name__}")
     named = list(heads)
     if any(isinstance(h, bool) or not isinstance(h, int) for h in named):
         raise SurgeryError(f"heads are whole numbers, got {named!r}")
@@ -71,13 +106,9 @@ def _projections(attention: nn.Module) -> tuple[list[torch.Tensor], list[torch.T
     if isinstance(attention, HeadAttention):
         linears = (attention.q, attention.k, attention.v)
         return [m.weight for m in linears], [m.bias for m in linears]
-    if not isinstance(attention, nn.MultiheadAttention):
-        raise SurgeryError(f"heads are removed from an nn.MultiheadAttention or a HeadAttention, not a "
-                           f"{type(attention).__name__}")
-    if not attention._qkv_same_embed_dim:
-        raise SurgeryError("an nn.MultiheadAttention with its own key and value widths (kdim, vdim) is not handled")
-    if attention.bias_k is not None or attention.add_zero_attn:
-        raise SurgeryError("an nn.MultiheadAttention with add_bias_kv or add_zero_attn is not handled")
+    refused = heads_refused(attention)
+    if refused:
+        raise SurgeryError(refused)
     weights = attention.in_proj_weight.chunk(3)
     biases = attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
     return list(weights), list(biases)
@@ -116,7 +147,8 @@ def gate_heads(attention: nn.Module, heads: Sequence[int]) -> nn.Module:
     the layer computes what it would with those heads' outputs multiplied by 0 (the paper's
     gate). Returns `attention`."""
     removed = check_heads(attention, heads)
-    head_dim = attention.head_dim
+    projection = _output_projection(attention)
+    head_dim = projection.in_features // attention.num_heads
     for head in removed:
-        attention.out_proj.weight[:, head * head_dim:(head + 1) * head_dim] = 0
+        projection.weight[:, head * head_dim:(head + 1) * head_dim] = 0
     return attention

@@ -6,7 +6,8 @@
     remove_filters(model, example_input, plan)   # one cut of a model, tracing it: remove on a new graph
 
 `plan` maps a conv's qualified name to the indices of the filters to remove (the graph checks
-it, `ModelGraph.resolve`). Every member of the conv's coupled group loses the same channels,
+it, `ModelGraph.resolve`), and an attention layer's name to the heads to remove (a smaller
+`heads.HeadAttention` takes its place) or, in `mask`, to gate off. Every member of the conv's coupled group loses the same channels,
 and every reader (the next convs, batch norms, a linear layer after a flatten, a layer scale)
 loses the matching inputs; a constant that a removed channel becomes on the way (after a
 sigmoid, `+ 1`) is folded into the reader's bias, so the pruned model computes what the
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from .graph import ModelGraph, Reader, SurgeryError, produces_channels
+from .heads import gate_heads, heads_refused, remove_heads
 
 Plan = Mapping[str, Sequence[int]]
 
@@ -47,9 +49,15 @@ def remove_filters(model: nn.Module, example_input: torch.Tensor, plan: Plan,
 
 def _remove(graph: ModelGraph, plan: Plan) -> bool:
     """The removal itself; whether anything was removed."""
-    removed = graph.resolve(plan)
+    removed, heads = graph.resolve(plan), graph.resolve_heads(plan)
+    refused = {name: heads_refused(graph.modules[name]) for name in heads}
+    if any(refused.values()):
+        name = next(name for name, why in refused.items() if why)
+        raise SurgeryError(f"the heads of {name} cannot be removed: {refused[name]}")
+    for name, chosen in heads.items():
+        graph.model.set_submodule(name, remove_heads(graph.modules[name], chosen))
     if not removed:
-        return False
+        return bool(heads)
     # every reader's positions first: whatever can fail, fails before the model changes
     readers = [(reader, graph.positions(reader.layout, removed)) for reader in graph.readers]
     for reader, positions in readers:
@@ -197,6 +205,8 @@ def mask(graph: ModelGraph, plan: Plan) -> nn.Module:
     savings. In place; returns the model. A graph built without an example input will do
     (channel counts then come from the plan alone)."""
     removed = graph.resolve(plan)
+    for name, heads in graph.resolve_heads(plan).items():
+        gate_heads(graph.modules[name], heads)
     for index, channels in removed.items():
         for conv in graph.groups[index].convs:
             module = graph.modules[conv]

@@ -2,10 +2,11 @@
 
 Every model of `torchvision.models.list_models` with at most 100M parameters (torchvision's
 own count), random weights, one small input it accepts: remove 30% of every prunable
-group's channels (at random, as many from each group of a grouped convolution), and
-compare the outputs with `mask_filters` on the same plan. Every model must either match,
-or be refused with a SurgeryError whose reason says why; nothing else may happen. The
-families named in MUST_MATCH must match (grouped convolutions included).
+group's channels (at random, as many from each group of a grouped convolution) and 30% of
+every attention layer's heads whose removal surgery supports, and compare the outputs with
+`mask_filters` on the same plan (heads gated). Every model matches (63 of 63 in torchvision
+0.29): grouped convolutions, ShuffleNet's branches outside the channel shuffle, and the
+transformers' heads and MLP width included.
 """
 
 import copy
@@ -16,15 +17,23 @@ import torchvision
 
 from course_utils.plans import lowest
 from course_utils.metrics import count_parameters
-from course_utils.graph import ModelGraph, SurgeryError
+from course_utils.graph import ModelGraph
+from course_utils.heads import heads_refused
 from course_utils.surgery import mask_filters, remove_filters
 
 INPUT_SIZE = {"alexnet": 64, "inception_v3": 96, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224}  # else 32
 MODELS = [name for name in torchvision.models.list_models(module=torchvision.models)
           if torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"] <= 100e6]
-REFUSED_AS_TRANSFORMERS = ("vit_", "swin_")
-MUST_MATCH = ("resnet", "resnext", "wide_resnet", "regnet", "mobilenet", "efficientnet", "mnasnet",
-              "convnext", "densenet", "squeezenet", "alexnet", "googlenet")
+
+
+def random_heads(graph, generator) -> dict[str, list[int]]:
+    """30% of the heads (at least one, never all) of every attention layer whose heads surgery removes."""
+    plan = {}
+    for name, count in graph.attentions.items():
+        if heads_refused(graph.modules[name]) is None and count > 1:
+            cut = min(count - 1, max(1, round(0.3 * count)))
+            plan[name] = torch.randperm(count, generator=generator)[:cut].tolist()
+    return plan
 
 
 def prune_like_masking(name: str):
@@ -37,7 +46,7 @@ def prune_like_masking(name: str):
     generator = torch.Generator().manual_seed(0)
     scores = {group.convs[0]: torch.rand(group.channels, generator=generator)
               for group in graph.groups if group.prunable}
-    plan = lowest(scores, 0.3, graph=graph) if scores else {}
+    plan = {**(lowest(scores, 0.3, graph=graph) if scores else {}), **random_heads(graph, generator)}
     if not plan:
         return "refused", {group.reason for group in graph.groups}
     masked = mask_filters(copy.deepcopy(model), x, plan)
@@ -54,19 +63,9 @@ def test_the_zoo_is_read_as_documented():
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_every_zoo_model_matches_masking_or_is_refused_with_a_reason(name):
-    try:
-        outcome, *details = prune_like_masking(name)
-    except SurgeryError as error:  # refused as a whole, saying why
-        assert str(error) and not name.startswith(MUST_MATCH), str(error)
-        return
-    assert outcome == "matched" or not name.startswith(MUST_MATCH), details
-    if outcome == "refused":
-        (reasons,) = details
-        assert all(reasons), "every refused group says why"
-        if name.startswith(REFUSED_AS_TRANSFORMERS):
-            assert any("transformer blocks" in reason for reason in reasons)
-        return
+def test_every_zoo_model_matches_masking(name):
+    outcome, *details = prune_like_masking(name)
+    assert outcome == "matched", f"{name}: nothing to prune: {details}"
     error, before, after = details
     assert error < 1e-4, f"{name}: pruned and masked outputs differ by {error:.1e} (relative)"
     assert after < before
