@@ -33,6 +33,7 @@ class HeadAttention(nn.Module):
         inner = heads * head_dim
         self.num_heads, self.head_dim, self.batch_first, self.dropout = heads, head_dim, batch_first, dropout
         self.embed_dim = embed_dim
+        self.gates: torch.Tensor | None = None  # (batch, heads) or (heads,): each head's output scaled by its gate
         self.q, self.k, self.v = (nn.Linear(embed_dim, inner, bias=bias) for _ in range(3))
         self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
 
@@ -47,6 +48,8 @@ class HeadAttention(nn.Module):
         q, k, v = (projection(x).view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
                    for projection in (self.q, self.k, self.v))
         mixed = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        if self.gates is not None:  # the paper's gate on each head's output (head_scores.head_importance)
+            mixed = mixed * self.gates.reshape(-1, self.num_heads, 1, 1)
         out = self.out_proj(mixed.transpose(1, 2).reshape(batch, tokens, -1))
         return (out if self.batch_first else out.transpose(0, 1)), None
 
