@@ -157,6 +157,27 @@ class ResNet18(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
+VIT_LAYERS, VIT_HEADS, VIT_HEAD_WIDTH, VIT_PATCH = 6, 8, 32, 4
+
+
+def small_vit(width: float = 1.0, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """Notebook 08's vision transformer for small images: torchvision's VisionTransformer with
+    4 x 4 patches (64 tokens and a class token on 32 x 32 images), 6 layers of 8 heads, each
+    head 32 channels wide at width 1 (the embedding 256, the MLP twice that), so that `width`
+    narrows every head and keeps their number (the heads are what the notebook prunes)."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if image_size % VIT_PATCH:
+        raise ValueError(f"the small ViT cuts images into {VIT_PATCH} x {VIT_PATCH} patches: image_size "
+                         f"must be a multiple of {VIT_PATCH}, got {image_size}")
+    hidden = VIT_HEADS * scaled(VIT_HEAD_WIDTH, width)
+    model = VisionTransformer(image_size=image_size, patch_size=VIT_PATCH, num_layers=VIT_LAYERS,
+                              num_heads=VIT_HEADS, hidden_dim=hidden, mlp_dim=2 * hidden, num_classes=num_classes)
+    if in_channels != 3:  # torchvision's patch embedding reads three channels
+        model.conv_proj = nn.Conv2d(in_channels, hidden, VIT_PATCH, VIT_PATCH)
+    return model
+
+
 TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights",
                        "squeezenet1_1": "SqueezeNet1_1_Weights"}
 
@@ -233,6 +254,7 @@ COURSE_MODELS = {
     "vgg16": lambda **kw: VGG16(head="fc", **kw),
     "vgg16_gap": lambda **kw: VGG16(head="gap", **kw),
     "resnet18": ResNet18,
+    "vit": small_vit,
 }
 TORCHVISION_MODELS = ("resnet50", "densenet121", "squeezenet1_1")
 
@@ -241,7 +263,7 @@ def build_model(name: str, width: float = 1.0, num_classes: int = 10,
                 in_channels: int = 3, image_size: int | None = None,
                 pretrained: bool = False) -> nn.Module:
     """A course model by name: alexnet (for `image_size` x `image_size` inputs, by default
-    paper 01's 28), vgg16, vgg16_gap, resnet18, or the adapted torchvision resnet50,
+    paper 01's 28), vgg16, vgg16_gap, resnet18, vit (notebook 08's, `small_vit`), or the adapted torchvision resnet50,
     densenet121, squeezenet1_1 (made `width` times as wide by surgery, see `surgery.thin`;
     `pretrained`: from ImageNet weights, at width 1 only)."""
     _check_width(width)
@@ -257,6 +279,8 @@ def build_model(name: str, width: float = 1.0, num_classes: int = 10,
     if name == "alexnet":
         return AlexNet28(width=width, num_classes=num_classes, in_channels=in_channels,
                          image_size=image_size or 28)
+    if name == "vit":
+        return small_vit(width, num_classes, in_channels, image_size or 32)
     if name in COURSE_MODELS:
         return COURSE_MODELS[name](width=width, num_classes=num_classes,
                                    in_channels=in_channels)

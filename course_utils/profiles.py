@@ -68,8 +68,10 @@ PROFILES = {
     "quick": Profile("quick", train_size=20_000, baseline_train_size=None, test_size=10_000,
                      calibration_size=512, width=0.25, epochs=4, finetune_epochs=1,
                      batch_size=128, seeds=(0, 1), cell_timeout=3_600,
-                     # SqueezeNet 1.1 at width 0.25 (47k parameters) learns slowly: 15 epochs, about 3 minutes
-                     baseline_epochs=(("alexnet/mnist", 6), ("vgg16", 7), ("vgg16_gap", 7), ("squeezenet1_1", 15))),
+                     # SqueezeNet 1.1 at width 0.25 (47k parameters) learns slowly: 15 epochs, about 3 minutes;
+                     # notebook 08's ViT took 12 minutes for 4 epochs (52% on test, 2026-12-06): 2 epochs
+                     baseline_epochs=(("alexnet/mnist", 6), ("vgg16", 7), ("vgg16_gap", 7), ("squeezenet1_1", 15),
+                                      ("vit", 2))),
     "paper": Profile("paper", train_size=None, baseline_train_size=None, test_size=None,
                      calibration_size=2_048, width=1.0, epochs=30, finetune_epochs=3,
                      batch_size=128, seeds=(0, 1, 2), cell_timeout=6 * 3_600),

@@ -101,6 +101,11 @@ def test_the_lessons_checks_compute_their_answer_and_reject_a_wrong_one(capsys):
     assert lesson03.layer_cut_most({"a": [0], "b": [1, 2]})("b")
     assert lesson03.filters_in_plan({"a": [0], "b": [1, 2]}, "n")(3)
     assert lesson07.conv_flops_left(20, 6)(0.49) and not lesson07.conv_flops_left(20, 6)(0.7)  # (14/20)^2, not 14/20
+    lesson08 = lesson_module("08")
+    block = nn.Sequential(nn.MultiheadAttention(16, 4, batch_first=True))  # heads of 4 channels
+    # q, k, v: 4 rows of 16 weights and a bias each; the output projection: 4 columns of 16
+    assert lesson08.head_parameters(block, "0")(3 * 4 * (16 + 1) + 16 * 4)
+    assert not lesson08.head_parameters(block, "0")(4 * 4 * (16 + 1))  # the output bias is not the head's
 
 
 def exercises(notebook):

@@ -14,7 +14,7 @@ from torch import nn
 
 from course_utils.grading import check_task, lesson_module, reveal
 
-LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06", "07")}
+LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06", "07", "08")}
 
 
 def passes(capsys, number, candidate):
@@ -235,3 +235,15 @@ def test_kept_filters_mistakes_are_named(capsys):
     fails_saying(capsys, "07", lambda c, s, u: math.ceil((c - int(s * c)) / u) * u,
                  "larger than the layer")  # rounded past the layer's own filters
     fails_saying(capsys, "07", lambda c, s, u: str(by_rounding_up(c, s, u)), "a whole number")  # "72", not 72
+
+
+def test_head_scores_from_gates_mistakes_are_named(capsys):
+    def as_a_learner_writes_it(gradients):
+        importance = gradients.abs().sum(dim=0) / len(gradients)
+        return importance / torch.sqrt((importance ** 2).sum())
+
+    passes(capsys, "08", as_a_learner_writes_it)
+    fails_saying(capsys, "08", lambda g: g.mean(0) / g.mean(0).norm(), "both signs")  # the absolute value forgotten
+    fails_saying(capsys, "08", lambda g: g.abs().mean(0), "3 images")  # not normalised per layer
+    fails_saying(capsys, "08", lambda g: g.abs().mean(0) / g.abs().mean(0).sum(), "3 images")  # l1, not l2
+    fails_saying(capsys, "08", lambda g: g.abs().mean(1) / g.abs().mean(1).norm(), "shape")  # averaged over heads

@@ -21,6 +21,25 @@ def test_flops_equal_a_hand_count_of_multiply_adds():
     assert count_flops(small_net(), x) == 2 * (conv1 + conv2 + linear)
 
 
+def test_a_transformers_flops_equal_a_hand_count_with_its_attention_products():
+    """Every multiply-add of the small ViT: the patch embedding, the projections and MLPs, the
+    attention's own products (queries x keys, weights x values: uncounted by torch on a CPU),
+    and the head; with torch's attention (its fast path hid half of it) and the course's."""
+    from course_utils.heads import remove_heads
+    from course_utils.models import build_model
+
+    model, x = build_model("vit", 0.25).eval(), torch.randn(1, 3, 32, 32)
+    tokens, hidden, mlp, layers = 65, 64, 128, 6
+    per_layer = tokens * (4 * hidden * hidden + 2 * hidden * mlp) + 2 * tokens * tokens * hidden
+    expected = 2 * (layers * per_layer + 64 * 48 * hidden + hidden * 10)
+    with torch.no_grad():
+        assert count_flops(model, x) == expected
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.MultiheadAttention):
+            model.set_submodule(name, remove_heads(module, []))
+    assert count_flops(model, x) == expected and torch.backends.mha.get_fastpath_enabled()
+
+
 def test_parameters_equal_a_hand_count():
     expected = (8 * 3 * 9 + 8) + (4 * 4 * 25 + 4) + (64 * 10 + 10)
     assert count_parameters(small_net()) == expected
