@@ -57,7 +57,7 @@ PROFILES = {
     "smoke": Profile("smoke", train_size=1_000, baseline_train_size=8_000, test_size=500,
                      calibration_size=64, width=0.25, epochs=2, finetune_epochs=1,
                      batch_size=128, seeds=(0,),
-                     baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 4), ("vgg16_gap", 4)),
+                     baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 4), ("vgg16_gap", 4), ("vit", 1)),
                      brief=True),
     # the papers' widths (so their shapes and memory are exercised) on a few images; its
     # accuracies mean nothing, so 32 images judge them (every evaluation runs at full width)

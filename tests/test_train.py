@@ -201,9 +201,10 @@ def test_only_the_named_batch_norms_are_reestimated():
 
 @pytest.mark.parametrize("name", [*COURSE_MODELS, *TORCHVISION_MODELS])
 def test_a_model_without_batch_norm_trains_at_a_gentle_rate(name):
-    """The baseline recipe's peak rate is at most 0.03 for a network with no batch norm
-    (AlexNet diverges above it; SqueezeNet 1.1 stayed at chance at the default 0.1)."""
+    """The baseline recipe's peak rate is at most 0.03 for a network with no batch norm or layer
+    norm (AlexNet diverges above it; SqueezeNet 1.1 stayed at chance at the default 0.1; the
+    pre-norm ViT of notebook 08 trains at 0.1: 46.62% on test in 2 quick epochs)."""
     model = build_model(name, width=0.25)
-    normalised = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    normalised = any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)) for m in model.modules())
     rate = BASELINE_RECIPES.get(name, DEFAULT_RECIPE).lr
     assert normalised or rate <= 0.03, f"{name} has no batch norm but trains at lr {rate}"
