@@ -11,6 +11,7 @@ Foundations
 - train        fit, evaluate, finetune, the baseline recipe, baselines cached as checkpoints
 - uncertainty  intervals: Wilson for accuracies, paired differences, tiers of a ranking
 - metrics      parameters, FLOPs, size on disk, measured latency
+- text         notebook 09's corpus (Python's own library, as bytes), its small GPT, perplexity
 
 The graph of a model, and surgery on it
 - graph        ModelGraph: the model traced once (torch.fx) and walked once; its channel groups,
@@ -23,7 +24,9 @@ Scores and plans
 - scores       every criterion, one signature: (model or graph, data) -> one score per filter
 - thinet       ThiNet's greedy selection and least-squares scaling (papers 03, 04)
 - votes        paper 04's gradient votes
+- head_scores  attention heads' and MLP units' importance (paper 08), their magnitude, random
 - plans        which filters go: lowest per layer, globally lowest, one score per residual group
+- sparsity     one-shot sparsity of Linear layers (paper 09): magnitude, Wanda, SparseGPT, N:M
 
 On top
 - reduction    paper 05's loop: score, cut, fine-tune, repeat (one trace for the whole run)

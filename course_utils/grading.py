@@ -328,6 +328,20 @@ def check_target(what: str, difference, at_least: float, also: dict[str, bool] |
     return False
 
 
+def check_ratio_target(what: str, ratio, at_most: float) -> bool:
+    """A design target on a ratio that must stay low (a pruned model's perplexity over the dense
+    one's, `text.PerplexityRatio`): met when its whole 95% interval lies below `at_most`."""
+    if ratio.high < at_most:
+        _box(what, f"met, {ratio} (the whole interval below {at_most:g}x)", True)
+        return True
+    if ratio.low >= at_most:
+        verdict = f"not met, {ratio}: the whole interval is at or above {at_most:g}x"
+    else:
+        verdict = f"not shown yet, {ratio}: the interval reaches {at_most:g}x, so this run cannot say it is below"
+    _box(what, verdict, False)
+    return False
+
+
 def lesson_module(number: str):
     """The module of notebook `number`'s lesson (notebooks/lessonNN.py: its task, its exercises'
     answers and its highlights), installed with the course as `course_lessons.lessonNN`."""

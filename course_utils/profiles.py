@@ -36,6 +36,7 @@ class Profile:
     # exceptions to `epochs`: (model, epochs) or ("model/dataset", epochs), the latter first
     baseline_epochs: tuple[tuple[str, int], ...] = ()
     brief: bool = False  # notebooks run fewer budgets, models and seeds (the test profiles)
+    gpt_steps: int = 1_000  # training steps of notebook 09's small GPT (32 windows of 128 bytes each)
     # seconds one cell may run before a headless run (course_utils.harness.execution) gives up on it and
     # retries the notebook once: several times the longest cell measured in the profile
     cell_timeout: int = 900
@@ -58,12 +59,12 @@ PROFILES = {
                      calibration_size=64, width=0.25, epochs=2, finetune_epochs=1,
                      batch_size=128, seeds=(0,),
                      baseline_epochs=(("alexnet/mnist", 8), ("vgg16", 4), ("vgg16_gap", 4), ("vit", 1)),
-                     brief=True),
+                     brief=True, gpt_steps=30),
     # the papers' widths (so their shapes and memory are exercised) on a few images; its
     # accuracies mean nothing, so 32 images judge them (every evaluation runs at full width)
     "shapes": Profile("shapes", train_size=128, baseline_train_size=128, test_size=32,
                       calibration_size=8, width=1.0, epochs=1, finetune_epochs=1,
-                      batch_size=128, seeds=(0,), brief=True),
+                      batch_size=128, seeds=(0,), brief=True, gpt_steps=2),
     # 3 to 6 minutes a baseline on 2 CPU cores (the README's table, benchmarks/baselines.py)
     "quick": Profile("quick", train_size=20_000, baseline_train_size=None, test_size=10_000,
                      calibration_size=512, width=0.25, epochs=4, finetune_epochs=1,
@@ -71,10 +72,13 @@ PROFILES = {
                      # SqueezeNet 1.1 at width 0.25 (47k parameters) learns slowly: 15 epochs, about 3 minutes;
                      # notebook 08's ViT took 12 minutes for 4 epochs (52% on test, 2026-12-06): 2 epochs
                      baseline_epochs=(("alexnet/mnist", 6), ("vgg16", 7), ("vgg16_gap", 7), ("squeezenet1_1", 15),
-                                      ("vit", 2))),
+                                      ("vit", 2)),
+                     # notebook 09's GPT: 0.23 to 0.32 s a step on 2 cores (1,200 steps took 6.5 minutes beside
+                     # another job, validation perplexity 4.56): 1,000 steps
+                     gpt_steps=1_000),
     "paper": Profile("paper", train_size=None, baseline_train_size=None, test_size=None,
                      calibration_size=2_048, width=1.0, epochs=30, finetune_epochs=3,
-                     batch_size=128, seeds=(0, 1, 2), cell_timeout=6 * 3_600),
+                     batch_size=128, seeds=(0, 1, 2), cell_timeout=6 * 3_600, gpt_steps=20_000),
 }
 
 

@@ -161,15 +161,28 @@ def input_statistics(model: nn.Module, layer: str, calibration: Iterable[torch.T
     return statistics
 
 
+def _own_mask(rule, weight: torch.Tensor, norms: torch.Tensor, sparsity: float, name: str) -> torch.Tensor:
+    mask = rule(weight.detach().clone(), norms, sparsity)
+    if not torch.is_tensor(mask) or mask.shape != weight.shape:
+        raise ValueError(f"{name}: a rule returns a mask shaped like the weight {tuple(weight.shape)}, "
+                         f"got {getattr(mask, 'shape', type(mask).__name__)}")
+    return mask.to(device=weight.device, dtype=torch.bool)
+
+
 @torch.no_grad()
 def one_shot(model: nn.Module, layers: Sequence[str], calibration: Sequence[torch.Tensor], method: str,
              sparsity: float | None = None, pattern: tuple[int, int] | None = None, per_row: bool = True,
              score: str = "both") -> dict[str, torch.Tensor]:
     """Prune `layers` (Linear layers, in forward order) of `model` in place, one at a time, each
     on the statistics of its inputs in the model as pruned so far; returns their masks.
-    `score` (Wanda's ablation): "both" (|W| x ||X||), "weight" (|W|) or "activation" (||X||)."""
-    if method not in METHODS:
-        raise ValueError(f"method is one of {', '.join(METHODS)}; got {method!r}")
+    `score` (Wanda's ablation): "both" (|W| x ||X||), "weight" (|W|) or "activation" (||X||).
+    `method` may also be a function (weight, input norms, sparsity) -> mask: a rule of one's own."""
+    if callable(method):
+        if pattern is not None:
+            raise ValueError("a rule of your own is given an unstructured sparsity, not an N:M pattern")
+    elif method not in METHODS:
+        raise ValueError(f"method is one of {', '.join(METHODS)}, or a function (weight, input norms, "
+                         f"sparsity) -> mask; got {method!r}")
     if score not in ("both", "weight", "activation"):
         raise ValueError(f"score is 'both', 'weight' or 'activation'; got {score!r}")
     check_sparsity(sparsity, pattern)
@@ -191,7 +204,10 @@ def one_shot(model: nn.Module, layers: Sequence[str], calibration: Sequence[torc
                 linear.weight.mul_(masks[name])
                 continue
             statistics = input_statistics(model, name, calibration)
-            if method == "wanda":
+            if callable(method):  # a learner's rule (notebook 09's Wanda): it is given what Wanda is given
+                masks[name] = _own_mask(method, linear.weight, statistics.squares.sqrt().float(), sparsity, name)
+                linear.weight.mul_(masks[name])
+            elif method == "wanda":
                 norms = statistics.squares.sqrt().float()
                 scores = {"both": linear.weight.abs() * norms[None, :], "weight": linear.weight.abs(),
                           "activation": norms[None, :].expand_as(linear.weight)}[score]

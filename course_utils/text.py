@@ -4,6 +4,7 @@
     model = TinyGPT()                                # a decoder-only transformer over bytes
     fit_language_model(model, corpus, steps=2000)    # AdamW on random windows of the training split
     evaluation = perplexity(model, corpus, "test")   # exp of the mean loss, with its interval
+    start = gpt_baseline(profile, device=device)      # the notebook's model: trained once, then cached
 
 Why this corpus. Notebook 09 needs real text that installs offline; the top-level modules of
 Python's standard library (Lib/*.py, 168 files and 4.7 MB in Python 3.11.7) are on every
@@ -26,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .device import autocast, autocast_dtype
 
 SPLITS = {"train": (0.0, 0.9), "val": (0.9, 0.95), "test": (0.95, 1.0)}
 PINNED = {"3.11.7": "2e31e854ce7c5a39"}  # Python version: the first 16 hex digits of the corpus's SHA-256
@@ -158,15 +161,20 @@ def fit_language_model(model: TinyGPT, corpus: TextCorpus, steps: int, batch_siz
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup + 1))))
+    device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device) == torch.float16)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="training the small GPT", disable=not progress):
-        window = corpus.batch("train", batch_size, model.context, generator)
-        loss = F.cross_entropy(model(window[:, :-1]).flatten(0, 1), window[:, 1:].flatten())
+        window = corpus.batch("train", batch_size, model.context, generator).to(device)
+        with autocast(device):  # mixed precision on CUDA, full precision elsewhere
+            loss = F.cross_entropy(model(window[:, :-1]).flatten(0, 1).float(), window[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         losses.append(loss.item())
     model.eval()
@@ -205,6 +213,32 @@ def perplexity(model: nn.Module, corpus: TextCorpus, split: str = "val", windows
     return _with_interval(torch.cat(losses).double())
 
 
+@dataclass(frozen=True)
+class PerplexityRatio:
+    """Perplexity of a over perplexity of b on the same windows, with the 95% interval of the
+    mean of the paired per-window loss differences (exp of it: a ratio)."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def clear(self) -> bool:
+        """True when the interval excludes 1: the windows tell a and b apart."""
+        return self.low > 1 or self.high < 1
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f}x ({self.low:.3f}-{self.high:.3f})"
+
+
+def perplexity_ratio(a: Perplexity, b: Perplexity) -> PerplexityRatio:
+    """a / b, paired over the windows both were measured on."""
+    if a.window_losses.shape != b.window_losses.shape:
+        raise ValueError("a ratio pairs the same windows: measure both perplexities on the same split and count")
+    paired = _with_interval(a.window_losses - b.window_losses)
+    return PerplexityRatio(paired.value, paired.low, paired.high)
+
+
 def _with_interval(window_losses: torch.Tensor) -> Perplexity:
     mean = window_losses.mean().item()
     half = 1.96 * window_losses.std().item() / math.sqrt(len(window_losses)) if len(window_losses) > 1 else float("nan")
@@ -226,3 +260,35 @@ def ngram_perplexity(corpus: TextCorpus, order: int, split: str = "val", context
         counts = torch.bincount(train[:-1] * 256 + train[1:], minlength=256 * 256).double().view(256, 256) + 1
         log_p = (counts / counts.sum(1, keepdim=True)).log()[data[:, :-1], data[:, 1:]]
     return _with_interval(-log_p.mean(1))
+
+
+@dataclass
+class LanguageBaseline:
+    model: TinyGPT
+    config: dict
+    losses: list[float]  # the training loss of every step
+    loaded: bool  # True when it came from the checkpoint cache
+
+
+def gpt_baseline(profile, corpus: TextCorpus | None = None, *, seed: int = 0, device: torch.device | str = "cpu",
+                 progress: bool = True) -> LanguageBaseline:
+    """Notebook 09's dense model: a TinyGPT trained for `profile.gpt_steps` steps on the corpus
+    (128 wide below the papers' width, 256 at it), from the checkpoint cache when it holds
+    exactly this configuration, else trained now and saved."""
+    from .train import cached_training
+
+    corpus = corpus or python_sources()
+    config = dict(format=1, model="tinygpt", dataset=f"python-{corpus.python_version}-{corpus.sha256[:16]}",
+                  layers=4, width=256 if profile.width >= 1 else 128, heads=4, context=128,
+                  steps=profile.gpt_steps, batch_size=32, lr=3e-3, seed=seed)
+
+    def build():
+        torch.manual_seed(seed)
+        return TinyGPT(config["layers"], config["width"], config["heads"], config["context"])
+
+    def train(model):
+        return dict(losses=fit_language_model(model.to(corpus.tokens.device), corpus, config["steps"],
+                                              config["batch_size"], config["lr"], seed, progress))
+
+    model, record, loaded = cached_training(config, build, train)
+    return LanguageBaseline(model.to(device).eval(), config, record["losses"], loaded)

@@ -7,7 +7,8 @@ import nbformat
 import pytest
 import torch
 
-from course_utils.grading import ATTEMPTS, Check, check, check_prediction, check_target, lesson_module
+from course_utils.grading import (ATTEMPTS, Check, check, check_prediction, check_ratio_target, check_target,
+                                  lesson_module)
 from course_utils.uncertainty import Difference
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -106,6 +107,12 @@ def test_the_lessons_checks_compute_their_answer_and_reject_a_wrong_one(capsys):
     # q, k, v: 4 rows of 16 weights and a bias each; the output projection: 4 columns of 16
     assert lesson08.head_parameters(block, "0")(3 * 4 * (16 + 1) + 16 * 4)
     assert not lesson08.head_parameters(block, "0")(4 * 4 * (16 + 1))  # the output bias is not the head's
+    lesson09 = lesson_module("09")
+    half = torch.ones(512, 128)
+    half[:, ::2] = 0  # 32,768 weights kept: values of 4 bytes, column indices of 8, 513 row pointers of 8
+    assert lesson09.csr_bytes_ratio(half)((32_768 * 12 + 513 * 8) / (512 * 128 * 4))
+    assert not lesson09.csr_bytes_ratio(half)(0.5)  # a zero is not free: the indices cost more than the values
+    assert lesson09.weights_zeroed({"a": torch.tensor([[True, False], [False, False]])})(3)
 
 
 def exercises(notebook):
@@ -141,3 +148,14 @@ def test_every_notebook_ends_with_exercises_a_student_can_check(notebook):
             assert len(answer) == 1, f"exercise {number} has one answer cell calling check_{number}(answer_{number})"
             assert code.index(answer[0]) < code.index(solution[0]), "the answer cell comes before its solution"
             assert f"assert check_{number}(answer_{number}" in solution[0].source, "the tests run the solution"
+
+
+def test_a_ratio_target_is_met_only_when_the_whole_interval_is_below_it(capsys):
+    from course_utils.text import PerplexityRatio
+
+    assert check_ratio_target("2:4", PerplexityRatio(1.10, 1.08, 1.12), at_most=1.2)
+    assert "met, 1.100x (1.080-1.120)" in capsys.readouterr().out
+    assert not check_ratio_target("2:4", PerplexityRatio(1.18, 1.15, 1.21), at_most=1.2)
+    assert "not shown yet" in capsys.readouterr().out
+    assert not check_ratio_target("2:4", PerplexityRatio(1.30, 1.25, 1.35), at_most=1.2)
+    assert "not met" in capsys.readouterr().out

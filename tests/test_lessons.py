@@ -14,7 +14,7 @@ from torch import nn
 
 from course_utils.grading import check_task, lesson_module, reveal
 
-LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06", "07", "08")}
+LESSONS = {number: lesson_module(number) for number in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09")}
 
 
 def passes(capsys, number, candidate):
@@ -247,3 +247,33 @@ def test_head_scores_from_gates_mistakes_are_named(capsys):
     fails_saying(capsys, "08", lambda g: g.abs().mean(0), "3 images")  # not normalised per layer
     fails_saying(capsys, "08", lambda g: g.abs().mean(0) / g.abs().mean(0).sum(), "3 images")  # l1, not l2
     fails_saying(capsys, "08", lambda g: g.abs().mean(1) / g.abs().mean(1).norm(), "shape")  # averaged over heads
+
+
+# --- 09 -----------------------------------------------------------------------------------
+
+def by_sorting(weight, input_norms, sparsity):
+    """A learner's Wanda mask: each row's scores sorted, the lowest int(sparsity x inputs) dropped."""
+    scores = weight.abs() * input_norms
+    order = scores.argsort(dim=1)
+    mask = torch.ones_like(weight)
+    for row in range(weight.shape[0]):
+        mask[row, order[row, :int(sparsity * weight.shape[1])]] = 0
+    return mask
+
+
+def test_wanda_mask_mistakes_are_named(capsys):
+    passes(capsys, "09", by_sorting)  # a 0/1 float mask is a mask too
+
+    def per_layer(weight, input_norms, sparsity):
+        scores = weight.abs() * input_norms
+        count = int(sparsity * scores.numel())
+        return scores > scores.flatten().sort().values[count - 1] if count else torch.ones_like(weight, dtype=torch.bool)
+
+    fails_saying(capsys, "09", per_layer, "each row loses int(sparsity x inputs)")
+    fails_saying(capsys, "09", lambda w, n, s: by_sorting(w, n ** 2, s),  # the norm squared
+                 "rows keep other weights")
+    fails_saying(capsys, "09", lambda w, n, s: by_sorting(w, torch.ones_like(n), s), "an outlier input feature")
+    fails_saying(capsys, "09", lambda w, n, s: by_sorting(w, n, math.ceil(s * w.shape[1]) / w.shape[1] + 1e-9),
+                 "a quarter of 6 inputs", "each row loses int(sparsity x inputs)")
+    fails_saying(capsys, "09", lambda w, n, s: 1 - by_sorting(w, n, 1 - s), "rows keep other weights")  # the lowest kept
+    fails_saying(capsys, "09", lambda w, n, s: w.abs() * n, "values other than True/False")  # the scores returned

@@ -4,6 +4,8 @@ on a layer with correlated inputs SparseGPT reconstructs W X better than Wanda a
 the same sparsity; a sparsity outside [0, 1), an M that does not divide the width, and an empty
 calibration set are refused before anything changes."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -108,3 +110,23 @@ def test_one_shot_prunes_each_layer_in_turn_and_keeps_its_masks(method):
     for name, mask in masks.items():
         weight = model.get_submodule(name).weight
         assert (weight[~mask] == 0).all() and (~mask).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_rule_of_ones_own_prunes_as_the_method_it_computes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    calibration = [torch.randn(20, 16) * torch.linspace(0.1, 4, 16)]
+    ours = copy.deepcopy(model)
+    masks = one_shot(ours, ["0", "2"], calibration, lambda w, norms, s: wanda_mask(w, norms, s), sparsity=0.5)
+    course = copy.deepcopy(model)
+    expected = one_shot(course, ["0", "2"], calibration, "wanda", sparsity=0.5)
+    assert all(torch.equal(masks[name], expected[name]) for name in expected)
+    assert torch.equal(ours[2].weight, course[2].weight)
+
+
+def test_a_rule_of_ones_own_is_refused_with_a_pattern_or_a_wrong_shape():
+    model = nn.Sequential(nn.Linear(8, 4))
+    with pytest.raises(ValueError, match="unstructured sparsity, not an N:M pattern"):
+        one_shot(model, ["0"], [torch.randn(3, 8)], lambda w, n, s: w != 0, pattern=(2, 4))
+    with pytest.raises(ValueError, match="shaped like the weight"):
+        one_shot(model, ["0"], [torch.randn(3, 8)], lambda w, n, s: torch.ones(8, dtype=torch.bool), sparsity=0.5)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from course_utils import text
-from course_utils.text import TextCorpus, TinyGPT, ngram_perplexity, perplexity, python_sources
+from course_utils.text import (Perplexity, TextCorpus, TinyGPT, gpt_baseline, ngram_perplexity, perplexity,
+                               perplexity_ratio, python_sources)
 
 
 def tiny_corpus(data: bytes) -> TextCorpus:
@@ -80,3 +81,32 @@ def test_a_short_training_lowers_the_loss():
     model, corpus = TinyGPT(layers=1, width=32, heads=2, context=32), python_sources()
     losses = text.fit_language_model(model, corpus, steps=60, batch_size=16, progress=False)
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.5 and math.isfinite(losses[-1])
+
+
+def test_a_perplexity_ratio_pairs_the_windows():
+    def measured(losses):
+        losses = torch.tensor(losses, dtype=torch.float64)
+        return Perplexity(math.exp(losses.mean().item()), 0, 0, losses)
+
+    hard_and_easy = [4.0, 1.0, 3.0, 0.5, 2.0]
+    a, b = measured([loss + 0.1 for loss in hard_and_easy]), measured(hard_and_easy)
+    ratio = perplexity_ratio(a, b)  # every window 0.1 nats worse: exp(0.1), no spread left once paired
+    assert ratio.value == pytest.approx(math.exp(0.1)) and ratio.low == pytest.approx(ratio.value) and ratio.clear
+    assert str(ratio) == "1.105x (1.105-1.105)"
+    with pytest.raises(ValueError, match="same windows"):
+        perplexity_ratio(a, measured(hard_and_easy[:4]))
+
+
+def test_the_gpt_baseline_is_trained_once_then_loaded(tmp_path, monkeypatch):
+    import dataclasses
+
+    from course_utils.profiles import PROFILES
+
+    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path))
+    profile = dataclasses.replace(PROFILES["smoke"], gpt_steps=2)
+    corpus = python_sources()
+    first = gpt_baseline(profile, corpus, progress=False)
+    again = gpt_baseline(profile, corpus, progress=False)
+    assert not first.loaded and again.loaded and len(again.losses) == 2
+    assert all(torch.equal(p, q) for p, q in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert list(tmp_path.glob("checkpoints/tinygpt-python-*.pt"))

@@ -63,7 +63,7 @@ def test_the_student_edition_has_every_task_stubbed_and_no_solution(tmp_path, ca
                     assert len(docstring) == 1 and ast.unparse(stub) == \
                         f"raise NotImplementedError('write {function.name} here')"
                     tasks.setdefault(path.stem[:2], []).append(function.name)
-    assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06", "07", "08"], tasks
+    assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"], tasks
 
 
 def test_the_teachers_page_is_current_and_covers_every_notebook():

@@ -5,8 +5,9 @@ picks `paper` there) will cost, measured in one go.
 
 It runs every notebook in the `shapes` profile on the GPU (the papers' widths on a few
 images: every code path of a paper run), then times one `paper` epoch of each of notebook
-00's baselines (the full training split, at width 1, with the course's recipe), and writes
-what it measured, step by step, to a JSON file. On a machine without CUDA it says so and
+00's baselines (the full training split, at width 1, with the course's recipe), then a 2:4
+sparse matrix product against the dense one (notebook 09's question, on the kernels only a
+GPU has), and writes what it measured, step by step, to a JSON file. On a machine without CUDA it says so and
 exits with status 2; `--dry-run` lists the steps without running them.
 """
 
@@ -25,12 +26,15 @@ from ..profiles import PROFILES
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 BASELINES = (("alexnet", "mnist"), ("vgg16", "cifar10"), ("resnet18", "cifar10"), ("vgg16_gap", "cifar10"))
+# (out, in) of a weight times 2,048 tokens: notebook 09's GPT at the papers' width (its MLP), and a 7B-model layer
+SEMI_STRUCTURED_SHAPES = ((1024, 256), (4096, 4096))
 
 
 def steps() -> list[tuple[str, str]]:
     """(kind, what) of every measurement, in order."""
     return ([("shapes run", path.stem) for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))]
-            + [("paper epoch", f"{model}/{dataset}") for model, dataset in BASELINES])
+            + [("paper epoch", f"{model}/{dataset}") for model, dataset in BASELINES]
+            + [("2:4 product", f"{rows}x{columns}") for rows, columns in SEMI_STRUCTURED_SHAPES])
 
 
 def shapes_run(notebook: str, folder: Path) -> dict:
@@ -64,6 +68,30 @@ def paper_epoch(name: str, device: torch.device) -> dict:
                 paper_epochs=PROFILES["paper"].epochs_for(model_name, dataset))
 
 
+def semi_structured_product(shape: str, device: torch.device) -> dict:
+    """The median time of W @ X in half precision, W dense and W with a 2:4 pattern in torch's
+    semi-structured format (NVIDIA's sparse tensor cores), and their largest difference."""
+    from torch.sparse import to_sparse_semi_structured
+    from torch.utils import benchmark
+
+    from ..sparsity import magnitude_mask
+
+    rows, columns = map(int, shape.split("x"))
+    started = time.perf_counter()
+    weight = torch.randn(rows, columns, device=device, dtype=torch.float16)
+    weight = weight * magnitude_mask(weight, pattern=(2, 4))
+    x = torch.randn(columns, 2048, device=device, dtype=torch.float16)
+    try:
+        sparse = to_sparse_semi_structured(weight)
+    except (RuntimeError, ValueError) as refusal:  # a GPU before Ampere, or a shape its kernels do not take
+        return dict(status=f"refused: {refusal}"[:300], seconds=time.perf_counter() - started)
+    times = {name: benchmark.Timer("w @ x", globals=dict(w=w, x=x)).blocked_autorange(min_run_time=1).median
+             for name, w in (("dense", weight), ("2:4", sparse))}
+    difference = ((sparse @ x) - (weight @ x)).abs().max().item()
+    return dict(status="ok", seconds=time.perf_counter() - started, dense_ms=1e3 * times["dense"],
+                sparse_ms=1e3 * times["2:4"], speedup=times["dense"] / times["2:4"], max_difference=difference)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs") / "gpu-check.json")
@@ -85,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                   python=platform.python_version(), steps=[])
     for kind, what in steps():
         print(f"{kind}: {what} ...", flush=True)
-        result = shapes_run(what, folder) if kind == "shapes run" else paper_epoch(what, device)
+        measure = {"shapes run": lambda: shapes_run(what, folder), "paper epoch": lambda: paper_epoch(what, device),
+                   "2:4 product": lambda: semi_structured_product(what, device)}[kind]
+        result = measure()
         record["steps"].append(dict(kind=kind, what=what, **result))
         args.out.write_text(json.dumps(record, indent=2))  # after every step: a crash keeps the rest
         print(f"  {result['status']} in {result['seconds']:.0f} s", flush=True)

@@ -19,7 +19,7 @@ class Highlight:
 
     label: str
     key: str
-    kind: str  # "accuracy", "share" (fractions shown as percent), "percent", "points" (a paired difference), "ratio", "count", "text"
+    kind: str  # "accuracy", "share" (fractions shown as percent), "percent", "points" (a paired difference), "ratio", "number", "count", "text"
     paper: str = ""  # the paper's number as the paper gives it, or "" where it has none
 
 
@@ -39,6 +39,8 @@ def shown(headline: dict, highlight: Highlight) -> str:
         return f"{value:+.2f}%"
     if highlight.kind == "ratio":
         return f"{value:.2f}x"
+    if highlight.kind == "number":
+        return f"{value:.2f}"
     if highlight.kind == "count":
         done, out_of = str(value).split("/")
         return f"{done} of {out_of}"
