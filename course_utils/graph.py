@@ -45,7 +45,7 @@ import torch.fx
 from torch import nn
 
 from .errors import SurgeryError
-from .heads import HeadAttention, attention_heads, check_heads
+from .heads import HeadAttention, WindowHeadAttention, attention_heads, check_heads
 
 
 # ---------------------------------------------------------------- what passes channels through
@@ -189,7 +189,7 @@ class _RecordingTracer(torch.fx.Tracer):
         self.failed_in: str | None = None  # the innermost module whose forward raised
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, HeadAttention) or super().is_leaf_module(module, qualified_name)
+        return isinstance(module, (HeadAttention, WindowHeadAttention)) or super().is_leaf_module(module, qualified_name)
 
     def call_module(self, module, forward, args, kwargs):
         try:

@@ -24,7 +24,7 @@ from torch import nn
 from .data import ImageData, require_images
 from .device import model_device
 from .graph import ModelGraph, as_graph
-from .heads import HeadAttention, _output_projection, attention_heads, remove_heads
+from .heads import HeadAttention, WindowHeadAttention, _output_projection, attention_heads, remove_heads
 
 Model = nn.Module | ModelGraph
 
@@ -44,7 +44,7 @@ def head_importance(model: Model, data: ImageData, batch_size: int = 256,
     layers = {}
     for name, module in list(gated.named_modules()):
         if attention_heads(module):
-            layers[name] = module if isinstance(module, HeadAttention) else remove_heads(module, [])
+            layers[name] = module if isinstance(module, (HeadAttention, WindowHeadAttention)) else remove_heads(module, [])
             gated.set_submodule(name, layers[name])
 
     def set_gates(batch: int, device) -> list[torch.Tensor]:

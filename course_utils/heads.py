@@ -1,17 +1,22 @@
 """Attention heads removed for real, or gated off (the first step of transformer surgery).
 
-    smaller = remove_heads(attention, [0, 5])   # an nn.MultiheadAttention (or a HeadAttention)
+    smaller = remove_heads(attention, [0, 5])   # nn.MultiheadAttention, Swin's window attention (v1, v2)
     gate_heads(attention, [0, 5])                # in place: those heads' outputs count for nothing
 
 A head is a slice of `head_dim` rows of the query, key and value projections and the same
-columns of the output projection. torch's `nn.MultiheadAttention` ties its inner width to the
-model's (`embed_dim`), so fewer heads need a module of its own: `HeadAttention` computes what
-the attention with the removed heads gated to zero computes, and is called as torchvision's
-ViT calls its attention (`attention(x, x, x, need_weights=False)`).
+columns of the output projection (in Swin also its column of the relative position bias, or
+of the bias MLP's last layer, and its logit scale). torch's `nn.MultiheadAttention` and
+torchvision's Swin window attention tie a head's width to the model's (`embed_dim // heads`),
+so fewer heads need modules of their own: `HeadAttention` (called as torchvision's ViT calls its
+attention, `attention(x, x, x, need_weights=False)`) and `WindowHeadAttention` (called on
+N x H x W x C maps, as Swin calls it) compute what the attention with the removed heads gated to
+zero computes.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Sequence
 
 import torch
@@ -54,6 +59,106 @@ class HeadAttention(nn.Module):
         return (out if self.batch_first else out.transpose(0, 1)), None
 
 
+class WindowHeadAttention(nn.Module):
+    """Swin's shifted window attention (torchvision's v1 or v2) keeping the heads `kept` of
+    `source`, each `head_dim` channels wide whatever the embedding width: windows of
+    `window_size` tokens, shifted by `shift_size`, each head's scores plus its relative position
+    bias (v2: cosine scores scaled by the head's logit scale, the bias from a small MLP)."""
+
+    def __init__(self, source: nn.Module, kept: Sequence[int]):
+        super().__init__()
+        kept = list(kept)
+        self.embed_dim, self.head_dim = source.proj.out_features, source.proj.in_features // source.num_heads
+        self.num_heads, self.cosine = len(kept), hasattr(source, "logit_scale")
+        self.window_size, self.shift_size = list(source.window_size), list(source.shift_size)
+        self.attention_dropout, self.dropout = source.attention_dropout, source.dropout
+        self.gates: torch.Tensor | None = None  # (batch, heads) or (heads,): each head's output scaled by its gate
+        rows = _kept_rows(source, [h for h in range(source.num_heads) if h not in kept])
+        inner = source.proj.in_features
+        self.qkv = _sliced(source.qkv, rows=torch.cat([rows, rows + inner, rows + 2 * inner]))
+        self.proj = _sliced(source.proj, columns=rows)
+        self.register_buffer("relative_position_index", source.relative_position_index.clone())
+        if self.cosine:
+            self.logit_scale = nn.Parameter(source.logit_scale.detach()[kept].clone())
+            self.register_buffer("relative_coords_table", source.relative_coords_table.clone())
+            self.cpb_mlp = nn.Sequential(*[copy.deepcopy(m) for m in source.cpb_mlp[:-1]],
+                                         _sliced(source.cpb_mlp[-1], rows=torch.tensor(kept)))
+        else:
+            self.relative_position_bias_table = nn.Parameter(source.relative_position_bias_table.detach()[:, kept].clone())
+
+    def position_bias(self) -> torch.Tensor:
+        """(1, heads, tokens, tokens): each head's bias for a pair of positions in a window."""
+        table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)) \
+            if self.cosine else self.relative_position_bias_table
+        tokens = self.window_size[0] * self.window_size[1]
+        return table[self.relative_position_index].view(tokens, tokens, -1).permute(2, 0, 1).unsqueeze(0)
+
+    def forward(self, x):
+        batch, height, width, channels = x.shape
+        (wh, ww), inner = self.window_size, self.num_heads * self.head_dim
+        x = F.pad(x, (0, 0, 0, -width % ww, 0, -height % wh))
+        padded_h, padded_w = x.shape[1:3]
+        shift = [s if w < size else 0 for s, w, size in zip(self.shift_size, self.window_size, (padded_h, padded_w))]
+        if any(shift):
+            x = x.roll((-shift[0], -shift[1]), dims=(1, 2))
+        windows = _windows(x, wh, ww)  # (batch x windows, tokens, channels)
+        bias = self.qkv.bias
+        if self.cosine and bias is not None:  # v2 learns no key bias
+            bias = torch.cat([bias[:inner], torch.zeros_like(bias[inner:2 * inner]), bias[2 * inner:]])
+        q, k, v = F.linear(windows, self.qkv.weight, bias).unflatten(-1, (3, self.num_heads, self.head_dim)) \
+            .permute(2, 0, 3, 1, 4)
+        if self.cosine:
+            scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            scores = scores * self.logit_scale.clamp(max=math.log(100.0)).exp()
+        else:
+            scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
+        scores = scores + self.position_bias()
+        count = (padded_h // wh) * (padded_w // ww)
+        if any(shift):  # tokens rolled in from the other side of the map do not attend to each other
+            scores = (scores.view(batch, count, self.num_heads, wh * ww, wh * ww)
+                      + _shift_mask(padded_h, padded_w, wh, ww, shift, x.device)[None, :, None]).flatten(0, 1)
+        mixed = F.dropout(scores.softmax(-1), self.attention_dropout, self.training) @ v
+        if self.gates is not None:  # the paper's gate on each head's output, one per image
+            mixed = (mixed.view(batch, count, self.num_heads, wh * ww, self.head_dim)
+                     * self.gates.reshape(-1, 1, self.num_heads, 1, 1)).flatten(0, 1)
+        out = F.dropout(self.proj(mixed.transpose(1, 2).reshape(batch * count, wh * ww, inner)), self.dropout,
+                        self.training)
+        out = out.view(batch, padded_h // wh, padded_w // ww, wh, ww, channels).permute(0, 1, 3, 2, 4, 5) \
+            .reshape(batch, padded_h, padded_w, channels)
+        if any(shift):
+            out = out.roll((shift[0], shift[1]), dims=(1, 2))
+        return out[:, :height, :width].contiguous()
+
+
+def _windows(x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
+    batch, height, width, channels = x.shape
+    return x.view(batch, height // wh, wh, width // ww, ww, channels).permute(0, 1, 3, 2, 4, 5) \
+        .reshape(-1, wh * ww, channels)
+
+
+def _shift_mask(height: int, width: int, wh: int, ww: int, shift: list[int], device) -> torch.Tensor:
+    """(windows, tokens, tokens): -100 between tokens of different regions of the rolled map."""
+    def regions(size, window, s):  # 0, 1, 2: before the last window, in it before the shift, the shift
+        index = torch.arange(size, device=device)
+        return (index >= size - window).long() + (index >= size - s).long()
+    label = (3 * regions(height, wh, shift[0])[:, None] + regions(width, ww, shift[1])[None, :]).float()
+    label = _windows(label[None, :, :, None], wh, ww).squeeze(-1)
+    return (label[:, :, None] != label[:, None, :]).float() * -100.0
+
+
+@torch.no_grad()
+def _sliced(linear: nn.Linear, rows: torch.Tensor | None = None, columns: torch.Tensor | None = None) -> nn.Linear:
+    """A copy of `linear` keeping only those output rows (and their biases) or input columns."""
+    weight = linear.weight.detach()
+    weight = weight[rows.to(weight.device)] if rows is not None else weight
+    weight = weight[:, columns.to(weight.device)] if columns is not None else weight
+    smaller = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None).to(weight.device, weight.dtype)
+    smaller.weight.copy_(weight)
+    if linear.bias is not None:
+        smaller.bias.copy_(linear.bias[rows.to(weight.device)] if rows is not None else linear.bias)
+    return smaller
+
+
 def attention_heads(module: nn.Module) -> int | None:
     """The number of heads of an attention layer the course knows (torch's
     nn.MultiheadAttention, a HeadAttention, torchvision's Swin window attention), else None."""
@@ -64,10 +169,6 @@ def attention_heads(module: nn.Module) -> int | None:
 
 def heads_refused(attention: nn.Module) -> str | None:
     """Why heads cannot be removed from this attention layer (they can still be gated), or None."""
-    if _is_window_attention(attention):
-        return (f"torchvision's {type(attention).__name__} derives each head's width from the embedding "
-                f"width, so a Swin block with fewer heads needs an attention written anew; its heads can be "
-                f"gated (masked), not removed")
     if isinstance(attention, nn.MultiheadAttention):
         if not attention._qkv_same_embed_dim:
             return "an nn.MultiheadAttention with its own key and value widths (kdim, vdim) is not handled"
@@ -77,8 +178,8 @@ def heads_refused(attention: nn.Module) -> str | None:
 
 
 def _is_window_attention(module: nn.Module) -> bool:
-    return type(module).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2") and \
-        hasattr(module, "qkv") and hasattr(module, "proj")
+    return isinstance(module, WindowHeadAttention) or type(module).__name__ in (
+        "ShiftedWindowAttention", "ShiftedWindowAttentionV2") and hasattr(module, "qkv") and hasattr(module, "proj")
 
 
 def _output_projection(attention: nn.Module) -> nn.Linear:
@@ -118,16 +219,20 @@ def _projections(attention: nn.Module) -> tuple[list[torch.Tensor], list[torch.T
 
 
 def _kept_rows(attention: nn.Module, removed: list[int]) -> torch.Tensor:
-    head_dim = attention.head_dim
+    head_dim = _output_projection(attention).in_features // attention.num_heads
     kept = [h for h in range(attention.num_heads) if h not in removed]
     return torch.tensor([h * head_dim + i for h in kept for i in range(head_dim)], dtype=torch.long)
 
 
 @torch.no_grad()
-def remove_heads(attention: nn.Module, heads: Sequence[int]) -> HeadAttention:
-    """A `HeadAttention` without `heads`: it computes what `attention` computes with those
-    heads' outputs gated to zero (`gate_heads`). `attention` itself is left as it was."""
+def remove_heads(attention: nn.Module, heads: Sequence[int]) -> HeadAttention | WindowHeadAttention:
+    """A `HeadAttention` (a `WindowHeadAttention` for Swin) without `heads`: it computes what
+    `attention` computes with those heads' outputs gated to zero (`gate_heads`). `attention`
+    itself is left as it was."""
     removed = check_heads(attention, heads)
+    if _is_window_attention(attention):
+        kept = [h for h in range(attention.num_heads) if h not in removed]
+        return WindowHeadAttention(attention, kept).to(attention.qkv.weight.device).train(attention.training)
     weights, biases = _projections(attention)
     rows = _kept_rows(attention, removed).to(weights[0].device)
     embed_dim = attention.out_proj.out_features

@@ -3,16 +3,22 @@
 FLOPs come from `torch.utils.flop_counter`, which counts a multiply-add as 2 FLOPs
 (many papers count it as 1: their "FLOPs" are our FLOPs / 2). Latency is measured,
 not estimated, with `torch.utils.benchmark.Timer`: warm-up runs, CUDA synchronised, a
-stated thread count, and the median with its interquartile range over timed blocks;
-`operator_times` says where that time goes (`torch.profiler`).
+stated thread count, and the median with its interquartile range over timed blocks. Models
+compared are timed together (`time_models`): several independent repeats, interleaved, since
+the same model timed twice can differ by far more than one call's IQR, and a speed-up is given
+with the interval of its repeats (`speedup`). `operator_times` says where the time goes
+(`torch.profiler`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
+import statistics
 import sys
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -102,6 +108,92 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: i
     measured = timer.blocked_autorange(min_run_time=min_run_time)
     model.train(was_training)
     return Latency(measured.median, measured.iqr, batch_size, threads, batch.device.type)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """One model's forward pass timed in independent repeats (each the median of its timed
+    blocks): the spread between repeats is what a difference between models must exceed."""
+
+    repeats: tuple[float, ...]  # seconds, one median per repeat
+    blocks: tuple[int, ...]  # timed blocks behind each repeat's median
+    batch_size: int
+    threads: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.repeats)
+
+    @property
+    def single_block(self) -> bool:
+        """A repeat timed in one block: its median is one measurement, with no spread of its own."""
+        return min(self.blocks) < 2
+
+    def __str__(self) -> str:
+        return (f"{1e3 * self.median:.2f} ms (repeats {1e3 * min(self.repeats):.2f}-{1e3 * max(self.repeats):.2f}, "
+                f"{len(self.repeats)} of them{', one a single block' if self.single_block else ''})")
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster one model ran than another, with the 95% interval of the paired
+    repeats (t interval of the mean log ratio: a ratio, never below zero)."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def clear(self) -> bool:
+        """True when the interval excludes 1: the repeats tell the two apart."""
+        return self.low > 1 or self.high < 1
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f})"
+
+
+def speedup(baseline: Timings, other: Timings, confidence: float = 0.95) -> Speedup:
+    """baseline's time over other's, paired repeat by repeat (`time_models` interleaves them)."""
+    from scipy import stats
+
+    if len(baseline.repeats) != len(other.repeats) or len(baseline.repeats) < 2:
+        raise ValueError("a speed-up pairs the repeats of two models timed together: at least 2 each")
+    logs = [math.log(b / o) for b, o in zip(baseline.repeats, other.repeats)]
+    mean, n = statistics.fmean(logs), len(logs)
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+    return Speedup(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
+
+
+@torch.no_grad()
+def time_models(models: dict[Hashable, nn.Module], example_input: torch.Tensor, batch_size: int = 1,
+                threads: int | None = None, repeats: int = 5, min_run_time: float = 0.2,
+                warmup: int = 3) -> dict[Hashable, Timings]:
+    """Each model's forward pass on `batch_size` copies of the input, timed `repeats` times,
+    interleaved (A B C, then B C A, ...): whatever the machine does meanwhile falls on every
+    model alike. Each repeat is `measure_latency`'s median of blocks over `min_run_time` seconds."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
+    threads = torch.get_num_threads() if threads is None else threads
+    if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
+        raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
+                         f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
+    batch = repeated(example_input, batch_size)
+    modes = {key: model.training for key, model in models.items()}
+    timers = {}
+    for key, model in models.items():
+        model.eval()
+        for _ in range(warmup):
+            model(batch)
+        timers[key] = benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
+    measured: dict[Hashable, list] = {key: [] for key in models}
+    order = list(models)
+    for repeat in range(repeats):
+        for key in order[repeat % len(order):] + order[:repeat % len(order)]:
+            measured[key].append(timers[key].blocked_autorange(min_run_time=min_run_time))
+    for key, model in models.items():
+        model.train(modes[key])
+    return {key: Timings(tuple(m.median for m in runs), tuple(len(m.times) for m in runs), batch_size, threads)
+            for key, runs in measured.items()}
 
 
 def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],

@@ -54,10 +54,14 @@ def _remove(graph: ModelGraph, plan: Plan) -> bool:
     if any(refused.values()):
         name = next(name for name, why in refused.items() if why)
         raise SurgeryError(f"the heads of {name} cannot be removed: {refused[name]}")
-    for name, chosen in heads.items():
-        graph.model.set_submodule(name, remove_heads(graph.modules[name], chosen))
-    if not removed:
-        return bool(heads)
+    if removed:
+        _remove_channels(graph, removed)
+    for name, chosen in heads.items():  # after the channels: a smaller attention copies its parts as pruned
+        graph.model.set_submodule(name, remove_heads(graph.modules[name], chosen))  # (Swin v2's bias MLP)
+    return bool(removed or heads)
+
+
+def _remove_channels(graph: ModelGraph, removed: dict[int, list[int]]) -> None:
     # every reader's positions first: whatever can fail, fails before the model changes
     readers = [(reader, graph.positions(reader.layout, removed)) for reader in graph.readers]
     for reader, positions in readers:
@@ -79,7 +83,6 @@ def _remove(graph: ModelGraph, plan: Plan) -> bool:
             if constants:
                 _fold_into_bias(graph.modules[reader.module], reader, constants)
             _shrink_reader(graph.modules[reader.module], reader, positions)
-    return True
 
 
 @torch.no_grad()

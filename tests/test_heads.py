@@ -2,7 +2,8 @@
 computes (course_utils.heads), on small random blocks, batch first or not, with and without
 biases; a plan that names a head twice, a head that does not exist, or every head is refused
 before anything changes; the graph sees a ViT's attention layers and MLP width, and one plan
-removes both; a Swin head is gated (its output zeroed), its removal refused saying why."""
+removes both; a Swin head (v1, v2) gated has its output zeroed, and removed computes the same,
+with shifted windows, padding and a window as large as the map."""
 
 import copy
 
@@ -131,14 +132,28 @@ def swin_block():
 
 
 @pytest.mark.parametrize("version", [0, 1], ids=["v1", "v2"])
-def test_gating_a_swin_head_zeroes_its_output_and_removal_says_why_not(version):
+def test_gating_a_swin_head_zeroes_its_output_and_removing_it_computes_the_same(version):
     attention, x = swin_block()[version], torch.randn(2, 8, 8, 16)
     silent = copy.deepcopy(attention)  # head 1's values zeroed: its output is zero, however it attends
     with torch.no_grad():
         silent.qkv.weight[32 + 4:32 + 8] = 0  # the value rows of head 1 (4 channels of 16)
         silent.qkv.bias[32 + 4:32 + 8] = 0
         expected, dense = silent(x), attention(x)
-        gated = gate_heads(attention, [1])(x)
-    assert torch.allclose(gated, expected, atol=1e-5) and not torch.allclose(gated, dense, atol=1e-3)
-    with pytest.raises(SurgeryError, match="derives each head's width"):
-        remove_heads(attention, [1])
+        gated = gate_heads(copy.deepcopy(attention), [1])(x)
+        assert torch.allclose(gated, expected, atol=1e-5) and not torch.allclose(gated, dense, atol=1e-3)
+        smaller = remove_heads(attention, [1])
+        assert smaller.num_heads == 3 and smaller.qkv.out_features == 36 and smaller.proj.in_features == 12
+        assert torch.allclose(smaller(x), expected, atol=1e-5)
+        assert torch.allclose(remove_heads(attention, [])(x), dense, atol=1e-6)  # the same code, every head kept
+
+
+@pytest.mark.parametrize("version", [0, 1], ids=["v1", "v2"])
+@pytest.mark.parametrize("size", [7, 4], ids=["padded", "one window"])
+def test_swin_heads_removed_twice_equal_them_gated_on_padded_maps(version, size):
+    attention, x = swin_block()[version], torch.randn(2, size, size, 16)
+    with torch.no_grad():
+        for parameter in attention.parameters():  # every bias and scale away from its initial value
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        gated = gate_heads(copy.deepcopy(attention), [0, 1, 3])(x)
+        twice = remove_heads(remove_heads(attention, [1, 3]), [0])  # head 0 of the two left is the first
+        assert twice.num_heads == 1 and torch.allclose(twice(x), gated, atol=1e-5)

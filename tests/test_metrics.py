@@ -1,9 +1,12 @@
 import time
 
+import pytest
+
 import torch
 from torch import nn
 
-from course_utils.metrics import (count_flops, count_parameters, measure_latency, non_dominated, operator_times,
+from course_utils.metrics import (Timings, count_flops, count_parameters, measure_latency, non_dominated, operator_times,
+                                  speedup, time_models,
                                   size_on_disk, summary_table)
 
 
@@ -94,3 +97,40 @@ def test_operator_times_find_the_convolutions_and_say_nothing_on_stderr(capfd):
     assert times.is_monotonic_decreasing
     captured = capfd.readouterr()
     assert "profiler_start" not in captured.err and "profiler_start" not in captured.out
+
+
+class Logger(nn.Module):
+    """Sleeps `seconds` a pass and writes its name in a shared log: the order it was timed in."""
+
+    def __init__(self, name, seconds, log):
+        super().__init__()
+        self.name, self.seconds, self.log = name, seconds, log
+
+    def forward(self, x):
+        if not self.log or self.log[-1] != self.name:
+            self.log.append(self.name)
+        time.sleep(self.seconds)
+        return x
+
+
+def test_models_compared_are_timed_in_interleaved_repeats_and_their_speedup_has_an_interval():
+    log = []
+    models = {"slow": Logger("slow", 0.004, log), "fast": Logger("fast", 0.002, log)}
+    timings = time_models(models, torch.zeros(1, 3), repeats=4, min_run_time=0.02, warmup=1)
+    # after the warm-ups, runs of one model: slow fast | fast slow | slow fast | fast slow, the rotation
+    # joining each repeat's last model to the next one's first (in a fixed order it would be 8 runs)
+    assert log[2:] == ["slow", "fast", "slow", "fast", "slow"]
+    assert all(len(t.repeats) == 4 for t in timings.values())
+    gain = speedup(timings["slow"], timings["fast"])
+    assert 1.6 < gain.value < 2.2 and gain.low <= gain.value <= gain.high and gain.clear
+    assert "x (" in str(gain) and "repeats" in str(timings["fast"])
+
+
+def test_a_speedup_interval_widens_with_the_spread_of_repeats_and_one_block_is_flagged():
+    steady = speedup(Timings((2.0, 2.0, 2.0), (5, 5, 5), 1, 1), Timings((1.0, 1.0, 1.0), (5, 5, 5), 1, 1))
+    assert steady.value == pytest.approx(2.0) and steady.high - steady.low == pytest.approx(0.0)
+    noisy = speedup(Timings((2.0, 1.0, 3.0), (5, 5, 5), 1, 1), Timings((1.0, 1.0, 1.0), (1, 5, 5), 1, 1))
+    assert noisy.low < 1 < noisy.high and not noisy.clear  # the repeats cannot tell them apart
+    assert Timings((1.0, 1.0, 1.0), (1, 5, 5), 1, 1).single_block
+    with pytest.raises(ValueError, match="at least 2"):
+        time_models({"a": nn.Identity()}, torch.zeros(1, 3), repeats=1)

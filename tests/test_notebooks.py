@@ -225,26 +225,28 @@ def test_the_student_edition_shows_no_fast_code_before_the_learners_function_pas
 
 
 def test_the_learners_function_is_the_one_the_notebook_runs_on(tmp_path, executed):
-    """Notebook 01 with a learner's merge_cost that passes its check and counts its calls: the
-    notebook's merges call it far more often than the check's cases do, so its numbers are the
+    """Notebook 09 with a learner's wanda_mask that passes its check and counts its calls: the
+    notebook's prunings call it far more often than the check's cases do, so its numbers are the
     learner's function's."""
-    notebook = NOTEBOOKS[1]
+    notebook = next(path for path in NOTEBOOKS if path.name.startswith("09_"))
     source = nbformat.read(notebook, 4)
     implement = next(cell for cell in source.cells if "implement" in cell.metadata.get("tags", []))
     implement.source = (
         "CALLS = []\n\n"
-        "def merge_cost(a, b):\n"
-        '    """The learner\'s: counted in plain Python, each call recorded."""\n'
+        "def wanda_mask(weight, input_norms, sparsity):\n"
+        '    """The learner\'s: the scores of each row sorted, the lowest dropped, each call recorded."""\n'
         "    CALLS.append(1)\n"
-        "    ones_a, ones_b = sum(map(bool, a.tolist())), sum(map(bool, b.tolist()))\n"
-        "    union = sum(x or y for x, y in zip(a.tolist(), b.tolist()))\n"
-        "    return union - max(ones_a, ones_b) + abs(ones_a - ones_b)\n")
+        "    scores = weight.abs() * input_norms\n"
+        "    mask = torch.ones_like(weight, dtype=torch.bool)\n"
+        "    for row in range(weight.shape[0]):\n"
+        "        mask[row, scores[row].argsort()[:int(sparsity * weight.shape[1])]] = False\n"
+        "    return mask\n")
     source.cells.append(nbformat.v4.new_code_cell('print("calls:", len(CALLS), "passed:", lesson.TASK.passed)'))
     changed = tmp_path / notebook.name
     nbformat.write(source, changed)
     said = nbformat.read(executed(changed, "smoke", in_browser=False).path, 4).cells[-1].outputs[0]["text"]
     calls, passed = re.fullmatch(r"calls: (\d+) passed: (\w+)\n", said).groups()
-    cases = len(lesson_module("01").TASK.cases())
+    cases = len(lesson_module("09").TASK.cases())
     assert passed == "True" and int(calls) > 2 * cases, said
 
 
