@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
 export COURSE_DATA_DIRS ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: course test setup lab student site benchmark clean-runs gpu-check
+.PHONY: course test setup lab student class site benchmark clean-runs gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ site: setup
 # the student edition in student/: no solutions, every implement-it task a stub (tools/make_student.py)
 student: setup
 	$(BIN)/python tools/make_student.py --out student
+
+# the class edition in class/: the student edition less the sections tagged optional (docs/teachers.md)
+class: setup
+	$(BIN)/python tools/make_student.py --short --out class
 
 benchmark: setup
 	$(BIN)/python benchmarks/data_pipeline.py

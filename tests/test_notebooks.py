@@ -202,22 +202,24 @@ def test_the_teachers_answer_to_every_task_passes_its_check(notebook, executed):
 
 @pytest.fixture(scope="session")
 def student_edition(tmp_path_factory) -> Path:
-    """The student edition (tools/make_student.py), written once per worker."""
+    """The class edition (tools/make_student.py --short), written once per worker: the student
+    edition less its optional sections, whose code the smoke runs of the teacher's edition run
+    (tests/test_tools.py checks that neither edition reads a name only the cells it leaves out bind)."""
     from make_student import main as make_student
 
-    folder = tmp_path_factory.mktemp("student")
-    make_student(["--out", str(folder), *map(str, TASK_NOTEBOOKS)])
+    folder = tmp_path_factory.mktemp("class")
+    make_student(["--short", "--out", str(folder), *map(str, TASK_NOTEBOOKS)])
     return folder
 
 
 @pytest.mark.parametrize("notebook", runs_of(TASK_NOTEBOOKS, "student"))
-def test_the_student_edition_runs_to_the_end_with_every_stub_reported(notebook, student_edition, executed):
+def test_the_class_edition_runs_to_the_end_with_every_stub_reported(notebook, student_edition, executed):
     verdicts = task_verdicts(executed(student_edition / notebook.name, "smoke", in_browser=False).path)
     assert verdicts and all("not implemented yet; the notebook goes on with" in v for v in verdicts), verdicts
 
 
 @pytest.mark.parametrize("notebook", runs_of(TASK_NOTEBOOKS, "student"))
-def test_the_student_edition_shows_no_fast_code_before_the_learners_function_passes(notebook, student_edition, executed):
+def test_the_class_edition_shows_no_fast_code_before_the_learners_function_passes(notebook, student_edition, executed):
     ran = nbformat.read(executed(student_edition / notebook.name, "smoke", in_browser=False).path, 4)
     printed = [output.get("text", "") or output.get("data", {}).get("text/plain", "")
                for cell in ran.cells if cell.cell_type == "code" for output in cell.outputs]

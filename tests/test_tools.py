@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from make_student import main as make_student, stubbed  # tools/, on the path (conftest.py)
+from make_student import OPTIONAL, main as make_student, orphaned_names, stubbed  # tools/, on the path (conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -64,6 +64,38 @@ def test_the_student_edition_has_every_task_stubbed_and_no_solution(tmp_path, ca
                         f"raise NotImplementedError('write {function.name} here')"
                     tasks.setdefault(path.stem[:2], []).append(function.name)
     assert sorted(tasks) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"], tasks
+
+
+def test_the_class_edition_leaves_out_the_optional_sections_and_reads_nothing_they_bind(tmp_path):
+    written = make_student(["--short", "--out", str(tmp_path)])
+    for source, short in zip(NOTEBOOKS, written):
+        cells, kept = nbformat.read(source, 4).cells, nbformat.read(short, 4).cells
+        optional = [c.source for c in cells if OPTIONAL in c.metadata.get("tags", [])]
+        assert not any(c.source in optional for c in kept)
+        assert sum(c.cell_type == "code" and "implement" in c.metadata.get("tags", []) for c in kept) == 1, \
+            f"{short.name}: the class edition keeps the Your turn"
+    assert sum(len(nbformat.read(path, 4).cells) for path in written) < \
+        sum(len(nbformat.read(path, 4).cells) for path in NOTEBOOKS) - 20
+
+
+def test_a_cell_that_reads_what_only_an_optional_section_binds_is_caught(tmp_path):
+    cell = nbformat.v4.new_code_cell
+    heading = nbformat.v4.new_markdown_cell("## 2 · Aside", metadata={"tags": [OPTIONAL]})
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## 1 · Core"), cell("import math\nx = 1"),
+        heading, cell("def helper(a):\n    return a\naside = helper(x)"),
+        nbformat.v4.new_markdown_cell("## 3 · Core again"), cell("print(math.pi, x, aside)"),
+        cell("print(aside)", metadata={"tags": ["solution"]})])
+    assert orphaned_names(notebook) == {"aside": ["print(math.pi, x, aside)"]}
+    assert orphaned_names(notebook, short=False) == {}
+    nbformat.write(notebook, tmp_path / "09_aside.ipynb")
+    with pytest.raises(SystemExit, match="aside"):
+        make_student(["--short", "--out", str(tmp_path / "class"), str(tmp_path / "09_aside.ipynb")])
+    notebook.cells[-2].source = "print(math.pi, x)"
+    assert orphaned_names(notebook) == {}
+    notebook.cells.append(cell("answer = helper(1)", metadata={"tags": ["solution"]}))
+    notebook.cells.append(cell("print(answer)"))
+    assert orphaned_names(notebook, short=False) == {"answer": ["print(answer)"]}
 
 
 def test_the_teachers_page_is_current_and_covers_every_notebook():

@@ -1,7 +1,7 @@
 """Write docs/teachers.md: for every notebook, the minutes each section took in the reference
 run (papermill's cell durations in notebooks/results/quick/), where its *Your turn* is and the
-mistakes its check catches (the task's cases, from the lesson module), and a short path for a
-class of about an hour.
+mistakes its check catches (the task's cases, from the lesson module), and the short path for a
+class: the sections `make class` keeps (those whose heading is not tagged `optional`).
 
     python tools/teachers_page.py          # rewrite docs/teachers.md
     python tools/teachers_page.py --check  # exit 1 when it is out of date
@@ -18,10 +18,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from course_utils.grading import lesson_module  # noqa: E402
+from make_student import OPTIONAL, is_heading  # noqa: E402
 
 PAGE = ROOT / "docs" / "teachers.md"
 RECORDED = ROOT / "notebooks" / "results" / "quick"
-CLASS_MINUTES = 60  # a short path keeps sections, in order, while they fit in this much compute
 
 
 def section_minutes(notebook: nbformat.NotebookNode) -> list[tuple[str, float]]:
@@ -36,22 +36,17 @@ def section_minutes(notebook: nbformat.NotebookNode) -> list[tuple[str, float]]:
     return [(title, seconds / 60) for title, seconds in sections]
 
 
-def short_path(sections: list[tuple[str, float]]) -> list[str]:
-    """The sections to run in class: setup, then each in order while the compute fits, always
-    the Your turn and the exercises."""
-    kept, spent = [], 0.0
-    for title, minutes in sections:
-        must = title == "setup" or "Your turn" in title or title.startswith("Exercises")
-        if must or spent + minutes <= CLASS_MINUTES:
-            kept.append(title)
-            spent += minutes
-    return kept
+def optional_sections(notebook: nbformat.NotebookNode) -> list[str]:
+    """The headings a class may skip, in order (tagged `optional`; tools/make_student.py --short drops them)."""
+    return [cell.source.splitlines()[0][3:].strip() for cell in notebook.cells
+            if is_heading(cell) and OPTIONAL in cell.metadata.get("tags", [])]
 
 
 def notebook_page(path: Path) -> str:
     number = path.name[:2]
     lines = [f"## {path.stem}", ""]
     recorded = RECORDED / path.name
+    source = nbformat.read(path, 4)
     if recorded.exists():
         sections = section_minutes(nbformat.read(recorded, 4))
         total = sum(minutes for _, minutes in sections)
@@ -59,7 +54,12 @@ def notebook_page(path: Path) -> str:
                   "that trains a baseline is minutes only on an empty checkpoint cache):", "",
                   "| section | minutes |", "|---|---|"]
         lines += [f"| {title} | {minutes:.1f} |" for title, minutes in sections]
-        lines += ["", "Short path for a class of about an hour: " + " · ".join(short_path(sections)) + "."]
+        skipped = optional_sections(source)
+        kept = [(title, minutes) for title, minutes in sections if title not in skipped]
+        leaves_out = f"leaves out {'; '.join(skipped)}" if skipped else "keeps every section: all are core"
+        lines += ["", f"Short path for a class (`make class` writes it; it {leaves_out}): "
+                  + " · ".join(title for title, _ in kept)
+                  + f"; {sum(minutes for _, minutes in kept):.1f} minutes of compute in the reference run."]
     else:
         lines.append("No reference run yet: record it with `make course PROFILE=quick`.")
     task = getattr(lesson_module(number), "TASK", None)
@@ -70,7 +70,6 @@ def notebook_page(path: Path) -> str:
                       "the expected values; `show_case(lesson.TASK, i)` prints a case's inputs, and code that "
                       "raises is named by the learner's line. Once it passes, the notebook runs on the "
                       "learner's function."]
-    source = nbformat.read(path, 4)
     exercises = sum(1 for cell in source.cells if cell.cell_type == "code" and cell.source.startswith("# Solution "))
     lines += ["", f"Exercises: {exercises}, checked by `notebooks/lesson{number}.py` against this run's own "
                   "numbers; an answer is judged correct, close or not yet, three tries, and its worked solution "
