@@ -330,7 +330,7 @@ def check_target(what: str, difference, at_least: float, also: dict[str, bool] |
 
 def check_ratio_target(what: str, ratio, at_most: float) -> bool:
     """A design target on a ratio that must stay low (a pruned model's perplexity over the dense
-    one's, `text.PerplexityRatio`): met when its whole 95% interval lies below `at_most`."""
+    one's, `uncertainty.Ratio`): met when its whole 95% interval lies below `at_most`."""
     if ratio.high < at_most:
         _box(what, f"met, {ratio} (the whole interval below {at_most:g}x)", True)
         return True

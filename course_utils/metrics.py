@@ -27,6 +27,9 @@ from torch import nn
 from torch.utils import benchmark
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
+from scipy import stats
+
+from .uncertainty import Ratio
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -134,34 +137,15 @@ class Timings:
                 f"{len(self.repeats)} of them{', one a single block' if self.single_block else ''})")
 
 
-@dataclass(frozen=True)
-class Speedup:
-    """How many times faster one model ran than another, with the 95% interval of the paired
-    repeats (t interval of the mean log ratio: a ratio, never below zero)."""
-
-    value: float
-    low: float
-    high: float
-
-    @property
-    def clear(self) -> bool:
-        """True when the interval excludes 1: the repeats tell the two apart."""
-        return self.low > 1 or self.high < 1
-
-    def __str__(self) -> str:
-        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f})"
-
-
-def speedup(baseline: Timings, other: Timings, confidence: float = 0.95) -> Speedup:
-    """baseline's time over other's, paired repeat by repeat (`time_models` interleaves them)."""
-    from scipy import stats
-
+def speedup(baseline: Timings, other: Timings, confidence: float = 0.95) -> Ratio:
+    """How many times faster `other` ran: baseline's time over other's, with the t interval of
+    the mean log ratio of the paired repeats (`time_models` interleaves them)."""
     if len(baseline.repeats) != len(other.repeats) or len(baseline.repeats) < 2:
         raise ValueError("a speed-up pairs the repeats of two models timed together: at least 2 each")
     logs = [math.log(b / o) for b, o in zip(baseline.repeats, other.repeats)]
     mean, n = statistics.fmean(logs), len(logs)
     half = stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
-    return Speedup(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
+    return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import autocast, autocast_dtype
+from .uncertainty import Ratio
 
 SPLITS = {"train": (0.0, 0.9), "val": (0.9, 0.95), "test": (0.95, 1.0)}
 PINNED = {"3.11.7": "2e31e854ce7c5a39"}  # Python version: the first 16 hex digits of the corpus's SHA-256
@@ -213,30 +214,13 @@ def perplexity(model: nn.Module, corpus: TextCorpus, split: str = "val", windows
     return _with_interval(torch.cat(losses).double())
 
 
-@dataclass(frozen=True)
-class PerplexityRatio:
-    """Perplexity of a over perplexity of b on the same windows, with the 95% interval of the
-    mean of the paired per-window loss differences (exp of it: a ratio)."""
-
-    value: float
-    low: float
-    high: float
-
-    @property
-    def clear(self) -> bool:
-        """True when the interval excludes 1: the windows tell a and b apart."""
-        return self.low > 1 or self.high < 1
-
-    def __str__(self) -> str:
-        return f"{self.value:.3f}x ({self.low:.3f}-{self.high:.3f})"
-
-
-def perplexity_ratio(a: Perplexity, b: Perplexity) -> PerplexityRatio:
-    """a / b, paired over the windows both were measured on."""
+def perplexity_ratio(a: Perplexity, b: Perplexity) -> Ratio:
+    """a / b with the 95% interval of the mean of the paired per-window loss differences (exp of
+    it), over the windows both were measured on."""
     if a.window_losses.shape != b.window_losses.shape:
         raise ValueError("a ratio pairs the same windows: measure both perplexities on the same split and count")
     paired = _with_interval(a.window_losses - b.window_losses)
-    return PerplexityRatio(paired.value, paired.low, paired.high)
+    return Ratio(paired.value, paired.low, paired.high, digits=3)
 
 
 def _with_interval(window_losses: torch.Tensor) -> Perplexity:

@@ -47,6 +47,25 @@ def with_interval(accuracy: float, images: int, confidence: float = 0.95) -> str
 
 
 @dataclass(frozen=True)
+class Ratio:
+    """How many times a exceeds b (a speed-up, a perplexity ratio), with its confidence interval,
+    computed on paired logs so that it never falls below zero."""
+
+    value: float
+    low: float
+    high: float
+    digits: int = 2  # decimals when printed
+
+    @property
+    def clear(self) -> bool:
+        """True when the interval excludes 1: the pairs tell a and b apart."""
+        return self.low > 1 or self.high < 1
+
+    def __str__(self) -> str:
+        return f"{self.value:.{self.digits}f}x ({self.low:.{self.digits}f}-{self.high:.{self.digits}f})"
+
+
+@dataclass(frozen=True)
 class Difference:
     """A difference (a - b) with its confidence interval."""
 

@@ -151,11 +151,11 @@ def test_every_notebook_ends_with_exercises_a_student_can_check(notebook):
 
 
 def test_a_ratio_target_is_met_only_when_the_whole_interval_is_below_it(capsys):
-    from course_utils.text import PerplexityRatio
+    from course_utils.uncertainty import Ratio
 
-    assert check_ratio_target("2:4", PerplexityRatio(1.10, 1.08, 1.12), at_most=1.2)
+    assert check_ratio_target("2:4", Ratio(1.10, 1.08, 1.12, digits=3), at_most=1.2)
     assert "met, 1.100x (1.080-1.120)" in capsys.readouterr().out
-    assert not check_ratio_target("2:4", PerplexityRatio(1.18, 1.15, 1.21), at_most=1.2)
+    assert not check_ratio_target("2:4", Ratio(1.18, 1.15, 1.21, digits=3), at_most=1.2)
     assert "not shown yet" in capsys.readouterr().out
-    assert not check_ratio_target("2:4", PerplexityRatio(1.30, 1.25, 1.35), at_most=1.2)
+    assert not check_ratio_target("2:4", Ratio(1.30, 1.25, 1.35, digits=3), at_most=1.2)
     assert "not met" in capsys.readouterr().out
