@@ -72,6 +72,9 @@ def test_the_class_edition_leaves_out_the_optional_sections_and_reads_nothing_th
         cells, kept = nbformat.read(source, 4).cells, nbformat.read(short, 4).cells
         optional = [c.source for c in cells if OPTIONAL in c.metadata.get("tags", [])]
         assert not any(c.source in optional for c in kept)
+        if optional:
+            assert kept[1].source.startswith("> **Class edition.**") and all(
+                heading.splitlines()[0][3:].strip() in kept[1].source for heading in optional)
         assert sum(c.cell_type == "code" and "implement" in c.metadata.get("tags", []) for c in kept) == 1, \
             f"{short.name}: the class edition keeps the Your turn"
     assert sum(len(nbformat.read(path, 4).cells) for path in written) < \

@@ -63,9 +63,17 @@ def in_optional_section(cells) -> list[bool]:
 
 
 def without_optional_sections(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """`notebook` less each section whose heading cell is tagged `optional`."""
-    notebook.cells = [cell for cell, optional in zip(notebook.cells, in_optional_section(notebook.cells))
-                      if not optional]
+    """`notebook` less each section whose heading cell is tagged `optional`, and a note after
+    its introduction that names them (an exercise may still point at one)."""
+    flags = in_optional_section(notebook.cells)
+    left_out = [cell.source.splitlines()[0][3:].strip() for cell, optional in zip(notebook.cells, flags)
+                if optional and is_heading(cell)]
+    notebook.cells = [cell for cell, optional in zip(notebook.cells, flags) if not optional]
+    if left_out:
+        notebook.cells.insert(1, nbformat.v4.new_markdown_cell(
+            "> **Class edition.** This copy leaves out " + "; ".join(f"*{title}*" for title in left_out)
+            + ". An exercise that points at one of them is for after class, in the full notebook "
+            "(`make student`)."))
     return notebook
 
 
