@@ -87,6 +87,23 @@ class Latency:
                 f"{self.threads} thread{'s' * (self.threads > 1)} on {self.device}")
 
 
+def _checked_threads(batch_size: int, threads: int | None, warmup: int, min_run_time: float) -> int:
+    """The thread count to time on (torch's when None), once the timing settings are checked."""
+    threads = torch.get_num_threads() if threads is None else threads
+    if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
+        raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
+                         f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
+    return threads
+
+
+def _warm_timer(model: nn.Module, batch: torch.Tensor, threads: int, warmup: int) -> benchmark.Timer:
+    """A Timer of `model` (put in eval mode) on `batch`, after `warmup` untimed passes."""
+    model.eval()
+    for _ in range(warmup):
+        model(batch)
+    return benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
+
+
 @torch.no_grad()
 def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
                     threads: int | None = None, min_run_time: float = 0.2,
@@ -98,17 +115,10 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: i
     The warm-up runs let the backend build its kernels and the allocator its buffers for
     this shape; without them the first model measured at a new batch size looks slower.
     The Timer synchronises CUDA around each block."""
-    threads = torch.get_num_threads() if threads is None else threads
-    if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
-        raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
-                         f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
+    threads = _checked_threads(batch_size, threads, warmup, min_run_time)
     batch = repeated(example_input, batch_size)
     was_training = model.training
-    model.eval()
-    for _ in range(warmup):
-        model(batch)
-    timer = benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
-    measured = timer.blocked_autorange(min_run_time=min_run_time)
+    measured = _warm_timer(model, batch, threads, warmup).blocked_autorange(min_run_time=min_run_time)
     model.train(was_training)
     return Latency(measured.median, measured.iqr, batch_size, threads, batch.device.type)
 
@@ -157,18 +167,10 @@ def time_models(models: dict[Hashable, nn.Module], example_input: torch.Tensor, 
     model alike. Each repeat is `measure_latency`'s median of blocks over `min_run_time` seconds."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
-    threads = torch.get_num_threads() if threads is None else threads
-    if batch_size < 1 or threads < 1 or warmup < 0 or not min_run_time > 0:
-        raise ValueError(f"batch_size and threads must be at least 1, warmup at least 0 and "
-                         f"min_run_time positive; got {batch_size}, {threads}, {warmup}, {min_run_time}")
+    threads = _checked_threads(batch_size, threads, warmup, min_run_time)
     batch = repeated(example_input, batch_size)
     modes = {key: model.training for key, model in models.items()}
-    timers = {}
-    for key, model in models.items():
-        model.eval()
-        for _ in range(warmup):
-            model(batch)
-        timers[key] = benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
+    timers = {key: _warm_timer(model, batch, threads, warmup) for key, model in models.items()}
     measured: dict[Hashable, list] = {key: [] for key in models}
     order = list(models)
     for repeat in range(repeats):
