@@ -4,7 +4,7 @@
 
 One untrained course model at full width (latency does not depend on the weights), its
 filters removed by L1 norm at each ratio, with and without `round_to=8`; for each: MFLOPs,
-then latency (median and IQR, `metrics.measure_latency`) at batch 1 and 64 in PyTorch eager
+then latency (the median of 5 repeats and their spread, `metrics.measure_latency`) at batch 1 and 64 in PyTorch eager
 and, with --onnx, under onnxruntime. On a CPU a multiple of 8 helps little; on a GPU tensor
 cores care far more.
 """
@@ -44,21 +44,21 @@ def main():
     torch.manual_seed(0)
     model, x = build_model(args.model, args.width).eval(), torch.randn(1, 3, 32, 32)
     dense_flops = None
-    print(f"{args.model} width {args.width}, {args.threads} threads; latency: median ms (IQR)")
+    print(f"{args.model} width {args.width}, {args.threads} threads; latency: median ms of 5 repeats (their spread)")
     for name, net in variants(model, x, args.ratios):
         flops = count_flops(net, x)
         dense_flops = dense_flops or flops
         cells = [f"{name:28s} {flops / 1e6:8.1f} MFLOPs ({dense_flops / flops:4.2f}x)"]
         for batch in (1, 64):
-            t = measure_latency(net, x, batch, threads=args.threads, min_run_time=0.5)
-            cells.append(f"eager b={batch}: {1e3 * t.median:7.2f} ({1e3 * t.iqr:.2f})")
+            t = measure_latency(net, x, batch, threads=args.threads, min_run_time=0.2)
+            cells.append(f"eager b={batch}: {1e3 * t.median:7.2f} ({1e3 * t.spread:.2f})")
             if args.onnx:
                 from course_utils.export import export_onnx, onnx_latency, onnx_session
 
                 with tempfile.TemporaryDirectory() as folder:
                     session = onnx_session(export_onnx(net, x, Path(folder) / "m.onnx"), args.threads)
-                    t = onnx_latency(session, x, batch, min_run_time=0.5)
-                cells.append(f"onnx b={batch}: {1e3 * t.median:7.2f} ({1e3 * t.iqr:.2f})")
+                    t = onnx_latency(session, x, batch, min_run_time=0.2)
+                cells.append(f"onnx b={batch}: {1e3 * t.median:7.2f} ({1e3 * t.spread:.2f})")
         print("  ".join(cells), flush=True)
 
 

@@ -3,7 +3,7 @@
     path = export_onnx(model, example_input, "vgg16-pruned.onnx")
     session = onnx_session(path, threads=2)
     onnx_difference(model, session, example_input)       # largest |ONNX - PyTorch|
-    onnx_latency(session, example_input, batch_size=64)  # a metrics.Latency
+    onnx_latency(session, example_input, batch_size=64)  # a metrics.Timings
 
 The export traces the model with `torch.export` (torch.onnx's dynamo exporter) with the
 batch dimension left free, so one file serves batch 1 and batch 64. A pruned model is an
@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from .device import model_device
-from .metrics import Latency, repeated
+from .metrics import Timings, interleaved, repeated
 
 INPUT, OUTPUT = "images", "logits"
 
@@ -80,16 +80,16 @@ def onnx_difference(model: nn.Module, session, example_input: torch.Tensor,
     return worst
 
 
-def onnx_latency(session, example_input: torch.Tensor, batch_size: int = 1,
-                 min_run_time: float = 0.2, warmup: int = 3) -> Latency:
+def onnx_latency(session, example_input: torch.Tensor, batch_size: int = 1, repeats: int = 5,
+                 min_run_time: float = 0.1, warmup: int = 3) -> Timings:
     """Like `metrics.measure_latency`, for an onnxruntime session (its own thread count)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1 or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ValueError(f"batch_size must be at least 1 and repeats a whole number of at least 2; "
+                         f"got {batch_size}, {repeats!r}")
     feed = {INPUT: repeated(example_input.cpu(), batch_size).numpy()}
     for _ in range(warmup):
         session.run([OUTPUT], feed)
     timer = benchmark.Timer("session.run(names, feed)",
                             globals=dict(session=session, names=[OUTPUT], feed=feed))
-    measured = timer.blocked_autorange(min_run_time=min_run_time)
-    threads = session.get_session_options().intra_op_num_threads
-    return Latency(measured.median, measured.iqr, batch_size, threads, "cpu (onnxruntime)")
+    runs = interleaved({"onnx": timer}, repeats, min_run_time)["onnx"]
+    return Timings.of(runs, batch_size, session.get_session_options().intra_op_num_threads, "cpu (onnxruntime)")

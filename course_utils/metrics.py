@@ -3,10 +3,10 @@
 FLOPs come from `torch.utils.flop_counter`, which counts a multiply-add as 2 FLOPs
 (many papers count it as 1: their "FLOPs" are our FLOPs / 2). Latency is measured,
 not estimated, with `torch.utils.benchmark.Timer`: warm-up runs, CUDA synchronised, a
-stated thread count, and the median with its interquartile range over timed blocks. Models
-compared are timed together (`time_models`): several independent repeats, interleaved, since
-the same model timed twice can differ by far more than one call's IQR, and a speed-up is given
-with the interval of its repeats (`speedup`). `operator_times` says where the time goes
+stated thread count, and several independent repeats (each the median of timed blocks),
+interleaved across the models compared (`time_models`), since the same model timed twice can
+differ by far more than the spread within one repeat; a speed-up is given with the interval of
+the paired repeats (`speedup`). `operator_times` says where the time goes
 (`torch.profiler`).
 """
 
@@ -72,21 +72,6 @@ def repeated(example_input: torch.Tensor, batch_size: int) -> torch.Tensor:
     return example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
 
 
-@dataclass(frozen=True)
-class Latency:
-    """Seconds of one forward pass: the median and interquartile range of timed blocks."""
-
-    median: float
-    iqr: float
-    batch_size: int
-    threads: int
-    device: str
-
-    def __str__(self) -> str:
-        return (f"{1e3 * self.median:.2f} ms (IQR {1e3 * self.iqr:.2f} ms) at batch {self.batch_size}, "
-                f"{self.threads} thread{'s' * (self.threads > 1)} on {self.device}")
-
-
 def _checked_threads(batch_size: int, threads: int | None, warmup: int, min_run_time: float) -> int:
     """The thread count to time on (torch's when None), once the timing settings are checked."""
     threads = torch.get_num_threads() if threads is None else threads
@@ -96,31 +81,10 @@ def _checked_threads(batch_size: int, threads: int | None, warmup: int, min_run_
     return threads
 
 
-def _warm_timer(model: nn.Module, batch: torch.Tensor, threads: int, warmup: int) -> benchmark.Timer:
-    """A Timer of `model` (put in eval mode) on `batch`, after `warmup` untimed passes."""
-    model.eval()
-    for _ in range(warmup):
-        model(batch)
-    return benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
-
-
-@torch.no_grad()
-def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
-                    threads: int | None = None, min_run_time: float = 0.2,
-                    warmup: int = 3) -> Latency:
-    """A forward pass on a batch of `batch_size` copies of the input, in eval mode, timed by
-    `torch.utils.benchmark.Timer.blocked_autorange` for at least `min_run_time` seconds on
-    `threads` CPU threads (all of torch's by default; the Timer's own default is one).
-
-    The warm-up runs let the backend build its kernels and the allocator its buffers for
-    this shape; without them the first model measured at a new batch size looks slower.
-    The Timer synchronises CUDA around each block."""
-    threads = _checked_threads(batch_size, threads, warmup, min_run_time)
-    batch = repeated(example_input, batch_size)
-    was_training = model.training
-    measured = _warm_timer(model, batch, threads, warmup).blocked_autorange(min_run_time=min_run_time)
-    model.train(was_training)
-    return Latency(measured.median, measured.iqr, batch_size, threads, batch.device.type)
+def _checked_repeats(repeats) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
+    return repeats
 
 
 @dataclass(frozen=True)
@@ -129,22 +93,34 @@ class Timings:
     blocks): the spread between repeats is what a difference between models must exceed."""
 
     repeats: tuple[float, ...]  # seconds, one median per repeat
-    blocks: tuple[int, ...]  # timed blocks behind each repeat's median
+    passes: tuple[int, ...]  # forward passes timed in each repeat
     batch_size: int
     threads: int
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, runs: list[benchmark.Measurement], batch_size: int, threads: int, device: str) -> Timings:
+        """From the `blocked_autorange` measurements of one model's repeats."""
+        return cls(tuple(m.median for m in runs), tuple(len(m.times) * m.number_per_run for m in runs),
+                   batch_size, threads, device)
 
     @property
     def median(self) -> float:
         return statistics.median(self.repeats)
 
     @property
-    def single_block(self) -> bool:
-        """A repeat timed in one block: its median is one measurement, with no spread of its own."""
-        return min(self.blocks) < 2
+    def spread(self) -> float:
+        """Seconds between the fastest and the slowest repeat."""
+        return max(self.repeats) - min(self.repeats)
+
+    @property
+    def single_pass(self) -> bool:
+        """A repeat timed by one forward pass: a pass slower than `min_run_time`, measured once."""
+        return min(self.passes) < 2
 
     def __str__(self) -> str:
         return (f"{1e3 * self.median:.2f} ms (repeats {1e3 * min(self.repeats):.2f}-{1e3 * max(self.repeats):.2f}, "
-                f"{len(self.repeats)} of them{', one a single block' if self.single_block else ''})")
+                f"{len(self.repeats)} of them{', one a single pass' if self.single_pass else ''})")
 
 
 def speedup(baseline: Timings, other: Timings, confidence: float = 0.95) -> Ratio:
@@ -158,36 +134,71 @@ def speedup(baseline: Timings, other: Timings, confidence: float = 0.95) -> Rati
     return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
 
 
-@torch.no_grad()
-def time_models(models: dict[Hashable, nn.Module], example_input: torch.Tensor, batch_size: int = 1,
-                threads: int | None = None, repeats: int = 5, min_run_time: float = 0.2,
-                warmup: int = 3) -> dict[Hashable, Timings]:
-    """Each model's forward pass on `batch_size` copies of the input, timed `repeats` times,
-    interleaved (A B C, then B C A, ...): whatever the machine does meanwhile falls on every
-    model alike. Each repeat is `measure_latency`'s median of blocks over `min_run_time` seconds."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
-        raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
-    threads = _checked_threads(batch_size, threads, warmup, min_run_time)
-    batch = repeated(example_input, batch_size)
-    modes = {key: model.training for key, model in models.items()}
-    timers = {key: _warm_timer(model, batch, threads, warmup) for key, model in models.items()}
-    measured: dict[Hashable, list] = {key: [] for key in models}
-    order = list(models)
-    for repeat in range(repeats):
+def interleaved(timers: dict[Hashable, benchmark.Timer], repeats: int, min_run_time: float) -> dict[Hashable, list]:
+    """Each Timer's `blocked_autorange` results, `repeats` of them, in a rotating order (A B C,
+    then B C A, ...): whatever the machine does meanwhile falls on every timer alike."""
+    measured: dict[Hashable, list] = {key: [] for key in timers}
+    order = list(timers)
+    for repeat in range(_checked_repeats(repeats)):
         for key in order[repeat % len(order):] + order[:repeat % len(order)]:
             measured[key].append(timers[key].blocked_autorange(min_run_time=min_run_time))
-    for key, model in models.items():
+    return measured
+
+
+def _warm_timer(model: nn.Module, batch: torch.Tensor, threads: int, warmup: int) -> benchmark.Timer:
+    """A Timer of `model` (put in eval mode) on `batch`, after `warmup` untimed passes.
+
+    The warm-up runs let the backend build its kernels and the allocator its buffers for
+    this shape; without them the first model measured at a new batch size looks slower.
+    The Timer synchronises CUDA around each block."""
+    model.eval()
+    for _ in range(warmup):
+        model(batch)
+    return benchmark.Timer("model(batch)", globals=dict(model=model, batch=batch), num_threads=threads)
+
+
+@torch.no_grad()
+def _timed(models: dict[Hashable, tuple[nn.Module, torch.Tensor]], batch_size: int, threads: int | None,
+           repeats: int, min_run_time: float, warmup: int) -> dict[Hashable, Timings]:
+    """`time_models` where each model runs on its own example input."""
+    _checked_repeats(repeats)
+    threads = _checked_threads(batch_size, threads, warmup, min_run_time)
+    modes = {key: model.training for key, (model, _) in models.items()}
+    batches = {key: repeated(x, batch_size) for key, (_, x) in models.items()}
+    timers = {key: _warm_timer(model, batches[key], threads, warmup) for key, (model, _) in models.items()}
+    measured = interleaved(timers, repeats, min_run_time)
+    for key, (model, _) in models.items():
         model.train(modes[key])
-    return {key: Timings(tuple(m.median for m in runs), tuple(len(m.times) for m in runs), batch_size, threads)
-            for key, runs in measured.items()}
+    return {key: Timings.of(runs, batch_size, threads, batches[key].device.type) for key, runs in measured.items()}
+
+
+def time_models(models: dict[Hashable, nn.Module], example_input: torch.Tensor, batch_size: int = 1,
+                threads: int | None = None, repeats: int = 5, min_run_time: float = 0.1,
+                warmup: int = 3) -> dict[Hashable, Timings]:
+    """Each model's forward pass, in eval mode, on a batch of `batch_size` copies of the input,
+    timed in `repeats` independent repeats interleaved across the models (`interleaved`), each
+    the median of `torch.utils.benchmark` blocks over `min_run_time` seconds on `threads` CPU
+    threads (all of torch's by default; the Timer's own default is one)."""
+    return _timed({key: (model, example_input) for key, model in models.items()}, batch_size, threads, repeats,
+                  min_run_time, warmup)
+
+
+def measure_latency(model: nn.Module, example_input: torch.Tensor, batch_size: int = 1,
+                    threads: int | None = None, repeats: int = 5, min_run_time: float = 0.1,
+                    warmup: int = 3) -> Timings:
+    """One model timed as `time_models` times several: to compare it with another, time them
+    together there, so that the repeats pair."""
+    return time_models({"model": model}, example_input, batch_size, threads, repeats, min_run_time, warmup)["model"]
 
 
 def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
                   accuracy: dict[str, float] | None = None, latency: bool = True,
-                  min_run_time: float = 0.2) -> pd.DataFrame:
+                  repeats: int = 5, min_run_time: float = 0.1) -> pd.DataFrame:
     """One row per model: accuracy (if given), parameters, MFLOPs, size and latency at batch
-    1 and 64 (median and interquartile range, and the threads they ran on). `models` maps a
-    row name to (model, an example input of that model)."""
+    1 and 64: the median of `repeats` repeats interleaved across the models, the spread between
+    the fastest and slowest repeat, and the threads they ran on; a column names the batch sizes
+    where a repeat was timed by a single pass, where any was. `models` maps a row name to
+    (model, an example input of that model)."""
     rows = {}
     for name, (model, example_input) in models.items():
         row = {}
@@ -196,14 +207,16 @@ def summary_table(models: dict[str, tuple[nn.Module, torch.Tensor]],
         row["parameters"] = count_parameters(model)
         row["MFLOPs"] = count_flops(model, example_input) / 1e6
         row["size MB"] = size_on_disk(model) / 1e6
-        if latency:
-            for batch_size in (1, 64):
-                measured = measure_latency(model, example_input, batch_size, min_run_time=min_run_time)
-                row[f"latency b={batch_size} ms"] = 1e3 * measured.median
-                row[f"IQR b={batch_size} ms"] = 1e3 * measured.iqr
-            row["threads"] = measured.threads
         rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    for batch_size in (1, 64) if latency else ():
+        for name, timed in _timed(models, batch_size, None, repeats, min_run_time, 3).items():
+            rows[name].update({f"latency b={batch_size} ms": 1e3 * timed.median,
+                               f"spread b={batch_size} ms": 1e3 * timed.spread, "threads": timed.threads})
+            if timed.single_pass:
+                earlier = rows[name].get("single-pass repeats")
+                rows[name]["single-pass repeats"] = f"{earlier}, b={batch_size}" if earlier else f"b={batch_size}"
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table.fillna({"single-pass repeats": ""}) if "single-pass repeats" in table else table
 
 
 def non_dominated(cost, value) -> list[bool]:

@@ -63,10 +63,11 @@ class Sleeper(nn.Module):
 
 def test_latency_measures_a_known_time_with_its_spread_threads_and_batch():
     before = torch.get_num_threads()
-    measured = measure_latency(Sleeper(), torch.zeros(1, 3), batch_size=50, threads=1, min_run_time=0.1)
-    assert 0.015 <= measured.median < 0.02 and 0 <= measured.iqr < measured.median
+    measured = measure_latency(Sleeper(), torch.zeros(1, 3), batch_size=50, threads=1, min_run_time=0.05)
+    assert 0.015 <= measured.median < 0.02 and 0 <= measured.spread < measured.median
+    assert len(measured.repeats) == len(measured.passes) == 5 and min(measured.passes) >= 3  # 15 ms passes in 50 ms
     assert (measured.batch_size, measured.threads, measured.device) == (50, 1, "cpu")
-    assert "at batch 50, 1 thread on cpu" in str(measured)
+    assert "5 of them)" in str(measured)
     assert torch.get_num_threads() == before  # the Timer's thread count does not leak
     assert measure_latency(Sleeper(), torch.zeros(1, 3), min_run_time=0.05).threads == before
 
@@ -79,8 +80,16 @@ def test_latency_grows_with_the_work_and_the_table_has_a_row_per_model():
     assert model.training  # restored
     table = summary_table({"a": (small_net(), x), "b": (small_net(), x)}, {"a": 0.5}, min_run_time=0.05)
     assert list(table.index) == ["a", "b"] and table.loc["a", "accuracy %"] == 50
-    assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "IQR b=1 ms", "latency b=64 ms",
-            "IQR b=64 ms", "threads"} <= set(table.columns)
+    assert {"parameters", "MFLOPs", "size MB", "latency b=1 ms", "spread b=1 ms", "latency b=64 ms",
+            "spread b=64 ms", "threads"} <= set(table.columns)
+
+
+def test_the_table_flags_a_repeat_timed_by_one_pass():
+    models = {"slow": (Logger("slow", 0.25, []), torch.zeros(1, 3)), "fast": (nn.Identity(), torch.zeros(1, 3))}
+    table = summary_table(models, min_run_time=0.2, repeats=2)
+    assert table.loc["slow", "single-pass repeats"] == "b=1, b=64"  # a 250 ms pass fills a 200 ms repeat alone
+    assert table.loc["fast", "single-pass repeats"] == ""  # a microsecond pass fills it many times over
+    assert table.loc["slow", "latency b=1 ms"] > 1000 * table.loc["fast", "latency b=1 ms"]
 
 
 def test_the_pareto_front_keeps_only_the_points_nothing_beats():
@@ -126,11 +135,11 @@ def test_models_compared_are_timed_in_interleaved_repeats_and_their_speedup_has_
     assert "x (" in str(gain) and "repeats" in str(timings["fast"])
 
 
-def test_a_speedup_interval_widens_with_the_spread_of_repeats_and_one_block_is_flagged():
+def test_a_speedup_interval_widens_with_the_spread_of_repeats_and_one_pass_is_flagged():
     steady = speedup(Timings((2.0, 2.0, 2.0), (5, 5, 5), 1, 1), Timings((1.0, 1.0, 1.0), (5, 5, 5), 1, 1))
     assert steady.value == pytest.approx(2.0) and steady.high - steady.low == pytest.approx(0.0)
     noisy = speedup(Timings((2.0, 1.0, 3.0), (5, 5, 5), 1, 1), Timings((1.0, 1.0, 1.0), (1, 5, 5), 1, 1))
     assert noisy.low < 1 < noisy.high and not noisy.clear  # the repeats cannot tell them apart
-    assert Timings((1.0, 1.0, 1.0), (1, 5, 5), 1, 1).single_block
+    assert Timings((1.0, 1.0, 1.0), (1, 5, 5), 1, 1).single_pass and not Timings((1.0,) * 3, (2, 5, 5), 1, 1).single_pass
     with pytest.raises(ValueError, match="at least 2"):
         time_models({"a": nn.Identity()}, torch.zeros(1, 3), repeats=1)
