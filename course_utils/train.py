@@ -241,6 +241,9 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
     saved beside the weights. Returns (model, record, loaded_from_disk). A file whose stored
     configuration differs from `config` is never loaded and never overwritten; one that is
     unreadable or fails its checksum (`storage.checked_load`) is moved aside and retrained.
+    Training runs on a fork of torch's random number generators: the caller's generators are
+    left as a load would leave them, so what a notebook draws next (dropout in a fine-tuning,
+    a random plan) is the same whether its baseline was trained in this run or cached.
     """
     config = json.loads(json.dumps(config))  # plain JSON types, as they will be stored
     path = checkpoint_path(config, directory)
@@ -254,7 +257,8 @@ def cached_training(config: dict, build: Callable[[], nn.Module],
                     f"asked for ({config}); move that file away to train this one")
             model.load_state_dict(stored["state_dict"])
             return model, stored["record"], True
-        record = train(model)
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            record = train(model)
         state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
         checked_save({"config": config, "state_dict": state, "record": record}, path)
     return model, record, False

@@ -102,6 +102,21 @@ def test_a_checkpoint_is_reused_only_for_its_own_configuration(tmp_path):
     assert len(list(tmp_path.glob("*.pt"))) == 2
 
 
+def test_training_leaves_the_random_generators_as_loading_would(tmp_path):
+    """A notebook's next random draw does not depend on whether its baseline was cached: training
+    consumes random numbers (here as dropout does), loading none."""
+    def noisy_train(model):
+        torch.rand(1000)
+        return {}
+
+    after = []
+    for _ in range(2):  # trained, then loaded
+        torch.manual_seed(0)
+        cached_training(dict(model="tiny"), tiny_model, noisy_train, tmp_path)
+        after.append(torch.rand(3))
+    assert torch.equal(after[0], after[1])
+
+
 def test_a_file_of_another_configuration_is_never_loaded_nor_overwritten(tmp_path):
     from course_utils.train import checkpoint_path
 
