@@ -82,6 +82,7 @@ def _checked_threads(batch_size: int, threads: int | None, warmup: int, min_run_
 
 
 def _checked_repeats(repeats) -> int:
+    """`repeats`, once checked: a whole number of at least 2, since a spread needs two."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
     return repeats
