@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from .device import model_device
-from .metrics import Timings, interleaved, repeated
+from .metrics import Timings, checked_repeats, interleaved, repeated
 
 INPUT, OUTPUT = "images", "logits"
 
@@ -83,9 +83,9 @@ def onnx_difference(model: nn.Module, session, example_input: torch.Tensor,
 def onnx_latency(session, example_input: torch.Tensor, batch_size: int = 1, repeats: int = 5,
                  min_run_time: float = 0.1, warmup: int = 3) -> Timings:
     """Like `metrics.measure_latency`, for an onnxruntime session (its own thread count)."""
-    if batch_size < 1 or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
-        raise ValueError(f"batch_size must be at least 1 and repeats a whole number of at least 2; "
-                         f"got {batch_size}, {repeats!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    checked_repeats(repeats)
     feed = {INPUT: repeated(example_input.cpu(), batch_size).numpy()}
     for _ in range(warmup):
         session.run([OUTPUT], feed)

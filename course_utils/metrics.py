@@ -81,7 +81,7 @@ def _checked_threads(batch_size: int, threads: int | None, warmup: int, min_run_
     return threads
 
 
-def _checked_repeats(repeats) -> int:
+def checked_repeats(repeats) -> int:
     """`repeats`, once checked: a whole number of at least 2, since a spread needs two."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"repeats must be a whole number of at least 2 (the spread needs two); got {repeats!r}")
@@ -140,7 +140,7 @@ def interleaved(timers: dict[Hashable, benchmark.Timer], repeats: int, min_run_t
     then B C A, ...): whatever the machine does meanwhile falls on every timer alike."""
     measured: dict[Hashable, list] = {key: [] for key in timers}
     order = list(timers)
-    for repeat in range(_checked_repeats(repeats)):
+    for repeat in range(checked_repeats(repeats)):
         for key in order[repeat % len(order):] + order[:repeat % len(order)]:
             measured[key].append(timers[key].blocked_autorange(min_run_time=min_run_time))
     return measured
@@ -162,7 +162,7 @@ def _warm_timer(model: nn.Module, batch: torch.Tensor, threads: int, warmup: int
 def _timed(models: dict[Hashable, tuple[nn.Module, torch.Tensor]], batch_size: int, threads: int | None,
            repeats: int, min_run_time: float, warmup: int) -> dict[Hashable, Timings]:
     """`time_models` where each model runs on its own example input."""
-    _checked_repeats(repeats)
+    checked_repeats(repeats)
     threads = _checked_threads(batch_size, threads, warmup, min_run_time)
     modes = {key: model.training for key, (model, _) in models.items()}
     batches = {key: repeated(x, batch_size) for key, (_, x) in models.items()}
